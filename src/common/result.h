@@ -1,0 +1,62 @@
+// Result<T>: the return type of every fallible function (see DESIGN.md, "Error policy").
+#pragma once
+
+#include <cerrno>
+#include <cstring>
+#include <expected>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace edgeward {
+
+// What went wrong, where, and the errno when the OS said so. Printed as one line.
+class Error {
+ public:
+  Error() = default;
+  explicit Error(std::string message, int err = 0) : message_(std::move(message)), errno_(err) {}
+
+  const std::string& message() const { return message_; }
+  int errnoValue() const { return errno_; }
+
+  // Prefixes context: Error("no such file").context("policy.yaml") -> "policy.yaml: no such file".
+  Error context(const std::string& where) const& {
+    Error e = *this;
+    e.message_ = where + ": " + message_;
+    return e;
+  }
+
+  std::string str() const {
+    if (errno_ == 0) return message_;
+    return fmt::format("{}: {}", message_, std::strerror(errno_));
+  }
+
+ private:
+  std::string message_;
+  int errno_ = 0;
+};
+
+template <typename T = void>
+using Result = std::expected<T, Error>;
+
+inline std::unexpected<Error> fail(std::string message, int err = 0) {
+  return std::unexpected(Error(std::move(message), err));
+}
+
+template <typename... Args>
+std::unexpected<Error> failf(fmt::format_string<Args...> f, Args&&... args) {
+  return std::unexpected(Error(fmt::format(f, std::forward<Args>(args)...)));
+}
+
+// Error from the current errno (or a negative return value of libbpf).
+inline std::unexpected<Error> failErrno(std::string message, int err = errno) {
+  return std::unexpected(Error(std::move(message), err < 0 ? -err : err));
+}
+
+}  // namespace edgeward
+
+// Propagates an error: EW_TRY(r, expr) declares `auto r = expr` and returns its error if it failed.
+#define EW_TRY(var, expr)                                     \
+  auto var = (expr);                                          \
+  if (!var) return std::unexpected(std::move(var).error())
