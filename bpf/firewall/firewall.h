@@ -13,7 +13,8 @@
  * array reads and the worst case a short binary search. Per group and protocol, the compiler
  * then cuts the port space into intervals, each carrying the decision (action + deciding rule)
  * of the group's rules for those ports. Rules whose peers include the identity "any" live in
- * group 0, which is looked up for every packet and combined with the address group.
+ * group 0 (ingress) or 1 (egress), looked up for every packet and combined with the address
+ * group: deny beats allow, and among equals the lower rule id (file order) is reported.
  *
  * Generations: each policy occupies one of two generations. User space writes the inactive
  * generation, then flips ew_config.gen with one word store; a packet reads gen once, so it
@@ -30,8 +31,9 @@
 #define EW_BUCKETS (1u << EW_BUCKET_BITS)
 #define EW_GENERATIONS 2
 #define EW_RULE_NONE 0xffffffffu /* the default action decided */
-#define EW_GROUP_ANY 0           /* rules whose peers include "any" */
-#define EW_GROUP_NONE 1          /* addresses no identity-specific rule mentions */
+#define EW_GROUP_ANY 0  /* + direction: rules whose peers include "any" (0 ingress, 1 egress) */
+#define EW_GROUP_NONE 2 /* addresses no identity-specific rule mentions */
+#define EW_GROUP_FIRST 3
 #define EW_MAX_VLAN_TAGS 2
 #define EW_MAX_IPV6_EXT 8
 

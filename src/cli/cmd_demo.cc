@@ -1,0 +1,5 @@
+// placeholder: replaced by the real command
+#include "cli/commands.h"
+namespace edgeward::cli {
+void addDemoCommand(CLI::App&) {}
+}  // namespace edgeward::cli

@@ -1,0 +1,25 @@
+// Sub-command registration. Each command file adds its sub-commands to the app.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "common/result.h"
+
+namespace edgeward::cli {
+
+void addPolicyCommands(CLI::App& app);
+void addVerdictCommand(CLI::App& app);
+void addRunCommand(CLI::App& app);
+void addDemoCommand(CLI::App& app);
+
+// Ends the command with the error as one line and exit code 1 when r failed.
+template <typename T>
+T orExit(Result<T> r) {
+  if (!r) {
+    fmt::print(stderr, "edgeward: {}\n", r.error().str());
+    throw CLI::RuntimeError(1);
+  }
+  if constexpr (!std::is_void_v<T>) return std::move(*r);
+}
+
+}  // namespace edgeward::cli
