@@ -606,7 +606,7 @@ static __always_inline int ew_verdict_of(__u32 dir, __u32 len, __u8 pass, __u8 r
 	return pass ? EW_PASS : EW_DROP;
 }
 
-static __noinline int ew_process(void *data, void *data_end, __u32 pkt_len, __u32 dir)
+static __always_inline int ew_process(void *data, void *data_end, __u32 pkt_len, __u32 dir)
 {
 	__u32 zero = 0;
 	struct ew_config *cfg = bpf_map_lookup_elem(&ew_config, &zero);
