@@ -161,11 +161,14 @@ enum {
 	EW_PARSED_DROP = 4,      /* reason in *reason */
 };
 
-/* Reads `len` bytes at data+off, or NULL. `off` is bounded so the verifier accepts it. */
+/* Reads `len` bytes at data+off, or NULL. `off` is bounded so the verifier accepts it; an
+ * offset beyond the mask gives NULL too (headers that far are refused as truncated), because
+ * masking it would wrap around and read some earlier header in its place. */
 #define EW_PTR(data, data_end, off, len)                                                \
 	({                                                                               \
-		void *__p = (void *)(data) + ((off) & EW_OFF_MASK);                      \
-		(__p + (len) > (void *)(data_end)) ? (void *)0 : __p;                    \
+		__u32 __o = (off);                                                       \
+		void *__p = (void *)(data) + (__o & EW_OFF_MASK);                        \
+		(__o > EW_OFF_MASK || __p + (len) > (void *)(data_end)) ? (void *)0 : __p; \
 	})
 
 static __always_inline int ew_truncated(__u32 linear, __u32 pkt_len, __u8 *reason)
@@ -272,6 +275,12 @@ static __always_inline int ew_parse_l4(void *data, void *data_end, __u32 l4off, 
 	}
 }
 
+/* Extension headers the parser walks: hop-by-hop, routing, fragment, destination options, AH. */
+static __always_inline int ew_ipv6_ext(__u8 next)
+{
+	return next == 0 || next == 43 || next == 44 || next == 60 || next == 51;
+}
+
 static __always_inline int ew_parse(void *data, void *data_end, __u32 pkt_len, struct ew_pkt *p,
 				    __u8 *reason)
 {
@@ -367,7 +376,8 @@ static __always_inline int ew_parse(void *data, void *data_end, __u32 pkt_len, s
 				break;
 			}
 		}
-		if (i == EW_MAX_IPV6_EXT)
+		/* The loop also ends after EW_MAX_IPV6_EXT headers; only a further one is too many. */
+		if (i == EW_MAX_IPV6_EXT && ew_ipv6_ext(next))
 			return ew_drop(reason, EW_R_IPV6_EXT);
 		p->proto = next;
 		return ew_parse_l4(data, data_end, off, ip_end, pkt_len, hop_limit, p, reason);
@@ -435,6 +445,7 @@ struct ew_decision {
 	__u32 rule;
 	__u8 action;
 	__u8 indeterminate; /* a fragment whose decision depends on the port */
+	__u32 off, cnt;     /* indeterminate: the port table, for ew_table_beaten() */
 };
 
 /* Decision of one group for one protocol and port. */
@@ -450,6 +461,8 @@ static __always_inline void ew_group_decide(__u32 idx, __u16 port, __u8 frag, st
 	__u32 lo = g->off, n = g->cnt;
 	if (frag && n > 1) {
 		d->indeterminate = 1;
+		d->off = lo;
+		d->cnt = n;
 		return;
 	}
 	for (int i = 0; i < 17 && n > 1; i++) {
@@ -469,6 +482,35 @@ static __always_inline void ew_group_decide(__u32 idx, __u16 port, __u8 frag, st
 		return;
 	d->action = pv->action;
 	d->rule = pv->rule;
+}
+
+struct ew_beat_ctx {
+	__u32 off;
+	__u32 rule;
+	__u8 action;
+	__u8 beaten; /* every entry so far loses to (action, rule) or equals it */
+};
+
+static long ew_beat_entry(__u64 i, void *arg)
+{
+	struct ew_beat_ctx *c = arg;
+	__u32 idx = c->off + (__u32)i;
+	struct ew_piv *pv = bpf_map_lookup_elem(&ew_piv, &idx);
+	if (!pv || pv->action > c->action || (pv->action == c->action && pv->rule < c->rule)) {
+		c->beaten = 0;
+		return 1;
+	}
+	return 0;
+}
+
+/* Whether decision `d` beats (deny over allow, then the lower rule) every entry of a port
+ * table, so that combined with it `d` decides every port. Walks the table: fragments only. */
+static __always_inline int ew_table_beaten(__u32 off, __u32 cnt, const struct ew_decision *d)
+{
+	struct ew_beat_ctx c = {.off = off, .rule = d->rule, .action = d->action, .beaten = 1};
+	if (bpf_loop(cnt, ew_beat_entry, &c, 0) < 0)
+		return 0;
+	return c.beaten;
 }
 
 static __always_inline void ew_count(void *map, __u32 idx, __u32 len)
@@ -642,6 +684,18 @@ static __always_inline int ew_process(void *data, void *data_end, __u32 pkt_len,
 	struct ew_decision any, spec;
 	ew_group_decide(hdr->grp_base + (EW_GROUP_ANY + dir) * EW_P_COUNT + p.slot, p.dport, p.frag, &any);
 	ew_group_decide(hdr->grp_base + grp * EW_P_COUNT + p.slot, p.dport, p.frag, &spec);
+	/* A fragment's ports are unknown, so a table that varies with the port cannot decide it
+	 * alone; but if the other table's decision beats all of its entries, that decision holds
+	 * for every port (e.g. "allow all from X" beside "allow tcp 443 from any"). */
+	if (any.indeterminate != spec.indeterminate) {
+		struct ew_decision *u = any.indeterminate ? &spec : &any;
+		struct ew_decision *x = any.indeterminate ? &any : &spec;
+		if (ew_table_beaten(x->off, x->cnt, u)) {
+			x->indeterminate = 0;
+			x->action = EW_ACT_NONE;
+			x->rule = EW_RULE_NONE;
+		}
+	}
 
 	__u8 action = EW_ACT_NONE, indeterminate = any.indeterminate | spec.indeterminate;
 	__u32 rule = EW_RULE_NONE;
