@@ -55,9 +55,9 @@ std::vector<uint8_t> buildPacket(const PacketSpec& s) {
   std::copy(dmac, dmac + 6, b.begin());
   std::copy(smac, smac + 6, b.begin() + 6);
   size_t off = 12;
-  for (uint16_t tag : s.vlans) {
-    put16(b, off, 0x8100);
-    put16(b, off + 2, tag);
+  for (size_t i = 0; i < s.vlans.size(); i++) {
+    put16(b, off, i < s.vlanTpids.size() ? s.vlanTpids[i] : 0x8100);
+    put16(b, off + 2, s.vlans[i]);
     off += 4;
   }
   put16(b, off, s.v6 ? 0x86dd : 0x0800);

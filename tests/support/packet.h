@@ -31,6 +31,8 @@ struct PacketSpec {
   bool moreFragments = false;
   // IPv6 extension headers in order (0 hop-by-hop, 43 routing, 60 dest opts, 44 fragment).
   std::vector<uint8_t> v6Ext;
+  // TPID of each entry of `vlans` (0x88a8 for an 802.1ad outer tag); missing entries are 0x8100.
+  std::vector<uint16_t> vlanTpids;
 };
 
 // The frame for a spec.
