@@ -301,6 +301,9 @@ static __always_inline int ew_parse(void *data, void *data_end, __u32 pkt_len, s
 		eth_proto = ((__u16)h[2] << 8) | h[3];
 		off += 4;
 	}
+	/* A third tag could hide an IP packet from the rules under defaultAction allow. */
+	if (eth_proto == ETH_P_8021Q_ || eth_proto == ETH_P_8021AD_)
+		return ew_drop(reason, EW_R_MALFORMED);
 
 	if (eth_proto == ETH_P_ARP_)
 		return EW_PARSED_ESSENTIAL;
@@ -785,19 +788,23 @@ int ew_xdp_ingress(struct xdp_md *ctx)
 	return v == EW_PASS ? XDP_PASS : XDP_DROP;
 }
 
-static __always_inline int ew_tc(struct __sk_buff *skb, __u32 dir)
+/* A global function: the verifier checks it once, not once per call below. */
+__noinline int ew_tc_core(struct __sk_buff *skb, __u32 dir)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	int v = ew_process(data, data_end, skb->len, dir);
+	return ew_process(data, data_end, skb->len, dir);
+}
+
+static __always_inline int ew_tc(struct __sk_buff *skb, __u32 dir)
+{
+	int v = ew_tc_core(skb, dir);
 	if (v == EW_NEED_PULL) {
 		/* Headers continue beyond the linear part: pull them in and look again. */
 		__u32 want = skb->len < 512 ? skb->len : 512;
 		if (bpf_skb_pull_data(skb, want) < 0)
 			return TC_ACT_SHOT_;
-		data = (void *)(long)skb->data;
-		data_end = (void *)(long)skb->data_end;
-		v = ew_process(data, data_end, skb->len, dir);
+		v = ew_tc_core(skb, dir);
 		if (v == EW_NEED_PULL) {
 			/* Headers longer than 512 bytes: refuse rather than guess. */
 			ew_record(dir, skb->len, 0, EW_R_TRUNCATED, EW_RULE_NONE);
