@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the benchmark targets in BUILD_DIR, runs both benchmarks and prints their tables.
+# Results: bench/results/lookup.md and bench/results/drop.md. Needs root (sudo is used if
+# available). Extra arguments per benchmark: EW_BENCH_LOOKUP_ARGS, EW_BENCH_DROP_ARGS, e.g.
+#   EW_BENCH_LOOKUP_ARGS="--cells 100000x10000 --rounds 3" bash bench/run.sh build
+# The drop benchmark creates the namespaces ewb-gen and ewb-fw; they (with their veth pair, XDP
+# links and nft table) are removed when it ends, and again here on any exit, even on failure.
+set -uo pipefail
+
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "bench/run.sh: needs root" >&2; exit 1
+  fi
+fi
+
+NAMESPACES=(ewb-gen ewb-fw)
+for ns in "${NAMESPACES[@]}"; do
+  if [ -e "/var/run/netns/$ns" ]; then
+    echo "bench/run.sh: namespace $ns exists (another run, or a stale one: ip netns del $ns)" >&2
+    exit 1
+  fi
+done
+
+cleanup() {
+  for ns in "${NAMESPACES[@]}"; do
+    [ -e "/var/run/netns/$ns" ] && $SUDO ip netns del "$ns" 2>/dev/null
+  done
+  $SUDO rm -f /tmp/ewb-exact-*.nft /tmp/ewb-saddr-*.nft /tmp/ewb-floor-*.nft 2>/dev/null
+  return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+if [ ! -f "$BUILD/build.ninja" ] && [ ! -f "$BUILD/Makefile" ]; then
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
+fi
+cmake --build "$BUILD" --target ew_bench_lookup ew_bench_drop || exit 1
+
+mkdir -p bench/results
+status=0
+echo "== ew_bench_lookup"
+# shellcheck disable=SC2086
+$SUDO "$BUILD/bench/ew_bench_lookup" --out bench/results/lookup.md ${EW_BENCH_LOOKUP_ARGS:-} || status=1
+echo
+echo "== ew_bench_drop"
+# shellcheck disable=SC2086
+$SUDO "$BUILD/bench/ew_bench_drop" --out bench/results/drop.md ${EW_BENCH_DROP_ARGS:-} || status=1
+exit $status
