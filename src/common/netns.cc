@@ -385,6 +385,20 @@ Result<VethPair> VethPair::create(const VethEnd& a, const VethEnd& b) {
     }
     EW_TRY(up, ip(inNs(e->netns, {"link", "set", "dev", e->name, "up"})));
   }
+  // Carrier-on is applied asynchronously (linkwatch, up to a second later); until then the
+  // device's queue is the noop qdisc and drops what is sent, e.g. the first neighbour
+  // solicitation. Ready means operationally up with its real qdisc, on both ends.
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  for (const auto* e : {&a, &b}) {
+    for (;;) {
+      EW_TRY(show, ip(inNs(e->netns, {"-o", "link", "show", "dev", e->name})));
+      if (show->find("state UP") != std::string::npos &&
+          show->find("qdisc noop") == std::string::npos)
+        break;
+      if (Clock::now() > deadline) return failf("{} did not come up: {}", e->name, trimmed(*show));
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
   return pair;
 }
 
@@ -503,9 +517,15 @@ Result<Outcome> probe(const Probe& p) {
   return fail("unknown protocol");
 }
 
-Result<void> sendUdp(const std::string& src, const std::string& dst, uint16_t port, int count) {
+Result<int> sendUdp(const std::string& src, const std::string& dst, uint16_t port, int count,
+                    std::chrono::milliseconds wait) {
   EW_TRY(to, sockAddr(dst, port));
   EW_TRY(fd, openSocket(to->family, SOCK_DGRAM, 0, src));
+  int replies = 0;
+  auto drain = [&] {
+    char buf[2048];
+    while (::recv(fd->get(), buf, sizeof buf, 0) >= 0) replies++;
+  };
   for (int i = 0; i < count; i++) {
     while (::sendto(fd->get(), kMessage, sizeof(kMessage) - 1, 0,
                     reinterpret_cast<const sockaddr*>(&to->ss), to->len) < 0) {
@@ -513,8 +533,14 @@ Result<void> sendUdp(const std::string& src, const std::string& dst, uint16_t po
       pollfd pf{fd->get(), POLLOUT, 0};
       ::poll(&pf, 1, 10);
     }
+    drain();
+    // Paced: a burst can overflow a veth's XDP ring (256 frames) and lose packets before any
+    // program sees them, and callers compare counters with what was sent.
+    if (i % 16 == 15) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  return {};
+  const auto deadline = Clock::now() + wait;
+  while (replies < count && waitFor(fd->get(), POLLIN, deadline)) drain();
+  return replies;
 }
 
 Result<std::unique_ptr<EchoServer>> EchoServer::start(const std::string& netns,

@@ -162,8 +162,12 @@ struct Probe {
 // address, no socket); what the network did is the Outcome.
 Result<Outcome> probe(const Probe& p);
 
-// Sends `count` UDP datagrams from src (empty: any) to dst:port without waiting for replies.
-Result<void> sendUdp(const std::string& src, const std::string& dst, uint16_t port, int count);
+// Sends `count` UDP datagrams (paced, 16 per millisecond) from src (empty: any) to dst:port,
+// then collects replies for up
+// to `wait` (stopping once `count` came back) and returns how many came back. Keeping the socket
+// open that long matters: a reply to a closed port would draw an ICMP error back to the sender.
+Result<int> sendUdp(const std::string& src, const std::string& dst, uint16_t port, int count,
+                    std::chrono::milliseconds wait = std::chrono::milliseconds(0));
 
 // TCP and UDP echo servers on [::]:port (dual stack) in a namespace, served by one thread.
 class EchoServer {
