@@ -414,34 +414,50 @@ Result<int> demo(Lab& lab, const Options& o) {
   return t.mismatches ? kExitMismatch : 0;
 }
 
+// Never throws (fputs, not fmt::print): used where a closed stdout must not stop the cleanup.
+void say(std::FILE* f, const std::string& line) {
+  std::fputs(line.c_str(), f);
+  std::fflush(f);
+}
+
 int runDemo(const Options& o) {
   struct sigaction sa {
-  }, oldInt{}, oldTerm{};
+  }, ign{}, oldInt{}, oldTerm{}, oldPipe{};
   sa.sa_handler = onSignal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &oldInt);
   sigaction(SIGTERM, &sa, &oldTerm);
+  // `edgeward demo | head` closes our stdout early: a write must fail, not kill us before the
+  // namespaces are gone.
+  ign.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &ign, &oldPipe);
 
   int code = 0;
   {
-    Lab lab;  // its destructors clean up even if something below throws
-    auto r = demo(lab, o);
-    if (!r) {
-      fmt::print(stderr, "edgeward: {}\n", r.error().str());
+    Lab lab;  // its destructors clean up whatever teardown() below did not reach
+    try {
+      auto r = demo(lab, o);
+      if (!r) {
+        say(stderr, fmt::format("edgeward: {}\n", r.error().str()));
+        code = kExitSetup;
+      } else {
+        code = *r;
+      }
+    } catch (const std::exception& e) {
+      say(stderr, fmt::format("edgeward: {}\n", e.what()));
       code = kExitSetup;
-    } else {
-      code = *r;
     }
     if (auto c = lab.teardown(); !c) {
-      fmt::print(stderr, "edgeward: {}\n", c.error().str());
+      say(stderr, fmt::format("edgeward: {}\n", c.error().str()));
       code = kExitCleanup;
     } else {
-      fmt::print("cleanup: removed {}, {} and the veth pair\n", kClientNs, kServerNs);
+      say(stdout, fmt::format("cleanup: removed {}, {} and the veth pair\n", kClientNs, kServerNs));
     }
   }
   if (gSignal && code != kExitCleanup) code = kExitInterrupted;
   sigaction(SIGINT, &oldInt, nullptr);
   sigaction(SIGTERM, &oldTerm, nullptr);
+  sigaction(SIGPIPE, &oldPipe, nullptr);
   return code;
 }
 

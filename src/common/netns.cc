@@ -27,6 +27,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Destructors report here: plain stdio, which cannot throw.
+void logCleanup(const Error& e) {
+  std::fprintf(stderr, "edgeward: cleanup: %s\n", e.str().c_str());
+}
+
 std::string joined(const std::vector<std::string>& args) {
   std::string s = "ip";
   for (const auto& a : args) s += " " + a;
@@ -343,12 +348,12 @@ Result<NetNs> NetNs::create(const std::string& name) {
 }
 
 NetNs::~NetNs() {
-  if (auto r = remove(); !r) fmt::print(stderr, "edgeward: cleanup: {}\n", r.error().str());
+  if (auto r = remove(); !r) logCleanup(r.error());
 }
 
 NetNs& NetNs::operator=(NetNs&& o) noexcept {
   if (this != &o) {
-    if (auto r = remove(); !r) fmt::print(stderr, "edgeward: cleanup: {}\n", r.error().str());
+    if (auto r = remove(); !r) logCleanup(r.error());
     name_ = std::exchange(o.name_, {});
   }
   return *this;
@@ -403,12 +408,12 @@ Result<VethPair> VethPair::create(const VethEnd& a, const VethEnd& b) {
 }
 
 VethPair::~VethPair() {
-  if (auto r = remove(); !r) fmt::print(stderr, "edgeward: cleanup: {}\n", r.error().str());
+  if (auto r = remove(); !r) logCleanup(r.error());
 }
 
 VethPair& VethPair::operator=(VethPair&& o) noexcept {
   if (this != &o) {
-    if (auto r = remove(); !r) fmt::print(stderr, "edgeward: cleanup: {}\n", r.error().str());
+    if (auto r = remove(); !r) logCleanup(r.error());
     a_ = std::exchange(o.a_, {});
     b_ = std::exchange(o.b_, {});
   }
@@ -443,8 +448,8 @@ Result<NsGuard> NsGuard::enter(const std::string& name) {
 
 NsGuard::~NsGuard() {
   if (saved_.valid() && ::setns(saved_.get(), CLONE_NEWNET))
-    fmt::print(stderr, "edgeward: returning to the original network namespace: {}\n",
-               std::strerror(errno));
+    std::fprintf(stderr, "edgeward: returning to the original network namespace: %s\n",
+                 std::strerror(errno));
 }
 
 Result<int> ifindexIn(const std::string& name, const std::string& iface) {
