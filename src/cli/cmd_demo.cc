@@ -404,7 +404,8 @@ Result<int> demo(Lab& lab, const Options& o) {
   }
 
   EW_TRY(total, readCounters(*lab.fw, cp->rules.size()));
-  fmt::print("\ncounters (all attempts, both directions; replies count as \"established\")\n");
+  fmt::print(
+      "\ncounters (all attempts; a rule also counts the replies of connections it allowed)\n");
   printCounterTable(stdout, *cp, *total);
   fmt::print("\n{} attempts: ", t.attempts);
   if (t.mismatches)
@@ -447,10 +448,11 @@ int runDemo(const Options& o) {
       say(stderr, fmt::format("edgeward: {}\n", e.what()));
       code = kExitSetup;
     }
+    const bool built = lab.client.valid() || lab.server.valid();
     if (auto c = lab.teardown(); !c) {
       say(stderr, fmt::format("edgeward: {}\n", c.error().str()));
       code = kExitCleanup;
-    } else {
+    } else if (built) {
       say(stdout, fmt::format("cleanup: removed {}, {} and the veth pair\n", kClientNs, kServerNs));
     }
   }
