@@ -10,6 +10,7 @@
 //   drop-all     xdp_drop_all (the ceiling: an XDP program that does nothing but drop)
 // plus diagnostic variants (edgeward with conntrack off; nftables with source-only sets, and
 // with a single drop-everything rule, the floor of the skb path nftables runs on).
+// Namespaces and veths come from ew_netns (src/common/netns.h) and are removed on every exit.
 // ewb-f0 has GRO switched on so that veth accepts XDP frames without an XDP program attached
 // (the nftables case); the receive work runs in softirq on the generator's CPU.
 // Drops are counted by the receiver: the firewall's reason counters, nft named counters, and
@@ -38,9 +39,10 @@
 #include <nlohmann/json.hpp>
 
 #include "bpf/firewall_program.h"
+#include "common/netns.h"
 #include "dataplane/dataplane.h"
 #include "policy/compiler.h"
-#include "support/netlab.h"
+#include "support/ethtool.h"
 #include "support/packet.h"
 #include "support/policy_gen.h"
 #include "support/report.h"
@@ -48,6 +50,7 @@
 
 namespace eb = edgeward::bench;
 namespace et = edgeward::testing;
+namespace nn = edgeward::netns;
 using edgeward::Result;
 using edgeward::UniqueFd;
 using edgeward::bpf::FirewallMap;
@@ -125,8 +128,10 @@ GenResult generate(int progFd, int ifindex, const std::vector<uint8_t>& frame, d
     o.repeat = static_cast<int>(kChunk);
     o.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
     o.batch_size = 0;  // the kernel's default, 64 frames per batch
-    if (bpf_prog_test_run_opts(progFd, &o) != 0)
+    if (bpf_prog_test_run_opts(progFd, &o) != 0) {
+      if (errno == EINTR && g_stop) throw Stop();
       die(fmt::format("live-frames BPF_PROG_TEST_RUN: {}", std::strerror(errno)));
+    }
     g.sent += kChunk;
     g.wallS = eb::msSince(t0) / 1e3;
     if (g.wallS >= seconds) break;
@@ -168,9 +173,15 @@ uint64_t firewallDrops(FirewallProgram& fw) {
   return drops;
 }
 
+// `nft ARGS...` inside namespace NS (through `ip netns exec`; nft needs no bpffs).
+Result<std::string> nft(const std::string& ns, std::vector<std::string> args) {
+  std::vector<std::string> cmd = {"netns", "exec", ns, "nft"};
+  cmd.insert(cmd.end(), args.begin(), args.end());
+  return nn::ip(cmd);
+}
+
 std::map<std::string, uint64_t> nftCounters(const std::string& ns) {
-  auto out = must(eb::shOutput(fmt::format("ip netns exec {} nft -j list counters table netdev {}", ns, kTable)),
-                  "reading nft counters");
+  auto out = must(nft(ns, {"-j", "list", "counters", "table", "netdev", kTable}), "reading nft counters");
   std::map<std::string, uint64_t> c;
   auto j = nlohmann::json::parse(out);
   for (const auto& e : j.at("nftables"))
@@ -280,21 +291,30 @@ int run(const Args& a) {
   std::unique_ptr<xdp_drop, void (*)(xdp_drop*)> dropOwner(dropSkel, xdp_drop__destroy);
   UniqueFd txProg = loadTxProgram();
 
-  // --- the lab
-  auto lab = must(eb::VethLab::create(), "creating namespaces");
-  const auto& L = lab.spec();
-  int fwIf = 0, genIf = 0;
+  // --- the lab: ewb-gen:ewb-g0 <-> ewb-fw:ewb-f0, removed on every exit path (RAII; the veth
+  // pair goes first, then the namespaces, with the nft table and XDP links inside them).
+  struct Lab {
+    std::string nsA = "ewb-gen", nsB = "ewb-fw", ifA = "ewb-g0", ifB = "ewb-f0";
+  } L;
+  auto nsGen = must(nn::NetNs::create(L.nsA), "creating namespace " + L.nsA);
+  auto nsFw = must(nn::NetNs::create(L.nsB), "creating namespace " + L.nsB);
+  auto veth = must(nn::VethPair::create({L.ifA, L.nsA, {"10.0.0.1/24"}}, {L.ifB, L.nsB, {"10.0.0.2/24"}}),
+                   "creating the veth pair");
+  int fwIf = must(nn::ifindexIn(L.nsB, L.ifB), "ifindex"), genIf = must(nn::ifindexIn(L.nsA, L.ifA), "ifindex");
   std::optional<eb::Ethtool> fwEth, genEth;
   {
-    auto in = must(eb::NetnsEnter::enter(L.nsB), "entering " + L.nsB);
-    fwIf = must(edgeward::bpf::ifindexOf(L.ifB), "ifindex");
+    auto in = must(nn::NsGuard::enter(L.nsB), "entering " + L.nsB);
     fwEth = must(eb::Ethtool::open(), "ethtool socket");
     must(fwEth->setGro(L.ifB, true), "switching GRO on");
+    // Address the frames to the receiver, as a real sender would.
+    auto mac = must(fwEth->mac(L.ifB), "MAC address");
+    for (auto* f : {&tcp, &udp}) std::copy(mac.begin(), mac.end(), f->begin());
   }
   {
-    auto in = must(eb::NetnsEnter::enter(L.nsA), "entering " + L.nsA);
-    genIf = must(edgeward::bpf::ifindexOf(L.ifA), "ifindex");
+    auto in = must(nn::NsGuard::enter(L.nsA), "entering " + L.nsA);
     genEth = must(eb::Ethtool::open(), "ethtool socket");
+    auto mac = must(genEth->mac(L.ifA), "MAC address");
+    for (auto* f : {&tcp, &udp}) std::copy(mac.begin(), mac.end(), f->begin() + 6);
   }
   auto statOf = [&](eb::Ethtool& e, const std::string& ifname, const std::string& key) -> uint64_t {
     auto st = must(e.stats(ifname), "ethtool stats of " + ifname);
@@ -305,7 +325,7 @@ int run(const Args& a) {
   double nftLoadMs[3] = {0, 0, 0};
   UniqueFd link;
   auto attachXdp = [&](int progFd) {
-    auto in = must(eb::NetnsEnter::enter(L.nsB), "entering " + L.nsB);
+    auto in = must(nn::NsGuard::enter(L.nsB), "entering " + L.nsB);
     bpf_link_create_opts o{};
     o.sz = sizeof(o);
     o.flags = XDP_FLAGS_DRV_MODE;
@@ -315,10 +335,10 @@ int run(const Args& a) {
   };
   auto nftLoad = [&](const std::string& file, int which) {
     auto t0 = std::chrono::steady_clock::now();
-    if (eb::sh(fmt::format("ip netns exec {} nft -f {}", L.nsB, file)) != 0) die("nft -f " + file + " failed");
+    must(nft(L.nsB, {"-f", file}), "nft -f " + file);
     nftLoadMs[which] = eb::msSince(t0);
   };
-  auto nftDrop = [&] { eb::sh(fmt::format("ip netns exec {} nft delete table netdev {}", L.nsB, kTable), true); };
+  auto nftDrop = [&] { must(nft(L.nsB, {"delete", "table", "netdev", kTable}), "deleting the nft table"); };
   auto nftDrops = [&] {
     auto c = nftCounters(L.nsB);
     return c["c_deny"] + c["c_default"];
@@ -371,7 +391,7 @@ int run(const Args& a) {
         } down{mode};
         Sample s;
         {
-          auto in = must(eb::NetnsEnter::enter(L.nsA), "entering " + L.nsA);
+          auto in = must(nn::NsGuard::enter(L.nsA), "entering " + L.nsA);
           generate(txProg.get(), genIf, *traffic[t].frame, 0.2);  // warm-up
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -380,7 +400,7 @@ int run(const Args& a) {
         uint64_t e0 = statOf(*genEth, L.ifA, "tx_queue_0_xdp_xmit_errors");
         GenResult g;
         {
-          auto in = must(eb::NetnsEnter::enter(L.nsA), "entering " + L.nsA);
+          auto in = must(nn::NsGuard::enter(L.nsA), "entering " + L.nsA);
           g = generate(txProg.get(), genIf, *traffic[t].frame, a.seconds);
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));

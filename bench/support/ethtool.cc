@@ -1,90 +1,17 @@
-#include "support/netlab.h"
+#include "support/ethtool.h"
 
-#include <fcntl.h>
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 #include <net/if.h>
-#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include <fmt/format.h>
 
 namespace edgeward::bench {
-
-int sh(const std::string& cmd, bool quiet) {
-  std::string full = quiet ? cmd + " >/dev/null 2>&1" : cmd;
-  int st = std::system(full.c_str());
-  if (st == -1 || !WIFEXITED(st)) return -1;
-  return WEXITSTATUS(st);
-}
-
-Result<std::string> shOutput(const std::string& cmd) {
-  FILE* f = ::popen(cmd.c_str(), "r");
-  if (!f) return failErrno("popen " + cmd);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  int st = ::pclose(f);
-  if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    return failf("command failed: {}", cmd);
-  return out;
-}
-
-Result<NetnsEnter> NetnsEnter::enter(const std::string& name) {
-  NetnsEnter e;
-  e.home_.reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  if (!e.home_.valid()) return failErrno("opening the current network namespace");
-  std::string path = "/var/run/netns/" + name;
-  UniqueFd target(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!target.valid()) return failErrno("opening " + path);
-  if (::setns(target.get(), CLONE_NEWNET) != 0) return failErrno("setns " + name);
-  return e;
-}
-
-NetnsEnter::~NetnsEnter() {
-  if (home_.valid() && ::setns(home_.get(), CLONE_NEWNET) != 0)
-    std::perror("setns back to the original namespace");
-}
-
-Result<VethLab> VethLab::create(const VethLabSpec& s) {
-  for (const auto& ns : {s.nsA, s.nsB})
-    if (::access(("/var/run/netns/" + ns).c_str(), F_OK) == 0)
-      return failf("namespace {} already exists (a previous run?); remove it with `ip netns del {}`",
-                   ns, ns);
-  VethLab lab(s);
-  lab.owned_ = true;  // from here on the destructor removes whatever exists
-  const std::vector<std::string> cmds = {
-      fmt::format("ip netns add {}", s.nsA),
-      fmt::format("ip netns add {}", s.nsB),
-      fmt::format("ip link add {} netns {} address {} type veth peer name {} netns {} address {}",
-                  s.ifA, s.nsA, s.macA, s.ifB, s.nsB, s.macB),
-      fmt::format("ip -n {} link set lo up", s.nsA),
-      fmt::format("ip -n {} link set lo up", s.nsB),
-      fmt::format("ip -n {} addr add {} dev {}", s.nsA, s.addrA, s.ifA),
-      fmt::format("ip -n {} addr add {} dev {}", s.nsB, s.addrB, s.ifB),
-      fmt::format("ip -n {} link set {} up", s.nsA, s.ifA),
-      fmt::format("ip -n {} link set {} up", s.nsB, s.ifB),
-  };
-  for (const auto& c : cmds)
-    if (sh(c) != 0) return failf("setting up the veth lab: `{}` failed", c);
-  return lab;
-}
-
-void VethLab::destroy() {
-  if (!owned_) return;
-  owned_ = false;
-  // Deleting a namespace deletes its veth end (and with it the peer), nft tables and XDP links.
-  sh(fmt::format("ip netns del {}", s_.nsA), true);
-  sh(fmt::format("ip netns del {}", s_.nsB), true);
-}
 
 Result<Ethtool> Ethtool::open() {
   Ethtool e;
@@ -132,6 +59,15 @@ Result<std::map<std::string, uint64_t>> Ethtool::stats(const std::string& ifname
     out[std::string(name, strnlen(name, ETH_GSTRING_LEN))] = st->data[i];
   }
   return out;
+}
+
+Result<std::array<uint8_t, 6>> Ethtool::mac(const std::string& ifname) {
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  if (::ioctl(sock_.get(), SIOCGIFHWADDR, &ifr) != 0) return failErrno("SIOCGIFHWADDR on " + ifname);
+  std::array<uint8_t, 6> m{};
+  std::memcpy(m.data(), ifr.ifr_hwaddr.sa_data, 6);
+  return m;
 }
 
 }  // namespace edgeward::bench
