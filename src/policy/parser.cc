@@ -9,8 +9,11 @@
 #include <functional>
 #include <map>
 #include <new>
+#include <optional>
 #include <span>
+#include <sstream>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "common/unique_fd.h"
@@ -87,7 +90,11 @@ std::string didYouMean(const std::optional<std::string>& s) {
 
 std::string quoted(std::string_view s) {
   constexpr size_t kMax = 40;
-  if (s.size() > kMax) return fmt::format("\"{}...\"", s.substr(0, kMax));
+  if (s.size() > kMax) {
+    size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // UTF-8
+    return fmt::format("\"{}...\"", s.substr(0, cut));
+  }
   return fmt::format("\"{}\"", s);
 }
 
@@ -106,6 +113,26 @@ std::string describe(const YAML::Node& n) {
       break;
   }
   return "nothing";
+}
+
+// Errors are one line: control characters from quoted YAML strings are shown escaped.
+std::string oneLine(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if ((unsigned char)c < 0x20 || c == 0x7f) {
+      out += fmt::format("\\x{:02x}", (unsigned char)c);
+    } else {
+      out += c;
+    }
+  }
+  return out;
 }
 
 bool isValidName(std::string_view s) {
@@ -151,6 +178,39 @@ Result<PortRange> parsePortText(std::string_view text) {
   return failf("{} is not a port or a range", quoted(text));
 }
 
+// Notes where a document starts and whether it holds anything but an empty value.
+class DocumentProbe : public YAML::EventHandler {
+ public:
+  YAML::Mark start = YAML::Mark::null_mark();
+  YAML::Mark first = YAML::Mark::null_mark();  // first node
+  bool content = false;
+
+  void OnDocumentStart(const YAML::Mark& m) override { start = m; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m, false); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m, true); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    node(m, true);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(m, true);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(m, true);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark& m, bool isContent) {
+    if (first.is_null()) first = m;
+    content = content || isContent;
+  }
+};
+
 struct Field {
   YAML::Node key;
   YAML::Node value;
@@ -178,15 +238,15 @@ class Parser {
   Parser(std::string_view text, const std::string& source) : text_(text), source_(source) {}
 
   Result<Policy> run() {
-    std::vector<YAML::Node> docs;
+    YAML::Node root;
     try {
-      docs = YAML::LoadAll(std::string(text_));
+      EW_CHECK(checkDocuments());
+      root = YAML::Load(std::string(text_));
     } catch (const YAML::Exception& e) {
-      int line = e.mark.is_null() ? 1 : e.mark.line + 1;
-      return failf("{}:{}: YAML syntax error: {}", source_, line, e.msg);
+      return syntaxError(e.mark, e.msg);
     }
     try {
-      return parseDocuments(docs);
+      return parseDocument(root);
     } catch (const YAML::Exception& e) {
       // Not expected: every node is type-checked before it is read.
       return failf("{}: unexpected YAML error: {}", source_, e.what());
@@ -224,7 +284,7 @@ class Parser {
 
   std::unexpected<Error> error(const YAML::Node& at, std::string_view path,
                                std::string_view problem) {
-    return failf("{}:{}: {}: {}", source_, line(at), path, problem);
+    return fail(oneLine(fmt::format("{}:{}: {}: {}", source_, line(at), path, problem)));
   }
 
   Result<void> expect(const YAML::Node& n, YAML::NodeType::value type, const std::string& path,
@@ -260,8 +320,9 @@ class Parser {
         if (misplaced) {
           if (std::string why = misplaced(name); !why.empty()) return error(key, fieldPath, why);
         }
-        return error(key, fieldPath,
-                     fmt::format("unknown field \"{}\"{}", name, didYouMean(suggest(name, known))));
+        return error(
+            key, fieldPath,
+            fmt::format("unknown field {}{}", quoted(name), didYouMean(suggest(name, known))));
       }
       if (auto s = seen.find(name); s != seen.end())
         return error(key, fieldPath,
@@ -286,17 +347,43 @@ class Parser {
     return error(n, path, fmt::format("unknown action {} (expected allow or deny)", quoted(*s)));
   }
 
-  Result<Policy> parseDocuments(const std::vector<YAML::Node>& docs) {
-    if (docs.empty() || docs[0].IsNull())
+  std::unexpected<Error> syntaxError(const YAML::Mark& mark, std::string_view msg) {
+    int line = mark.is_null() ? 1 : mark.line + 1;
+    return fail(oneLine(fmt::format("{}:{}: YAML syntax error: {}", source_, line, msg)));
+  }
+
+  // One pass over the document events, before building nodes: a policy is one document. This
+  // also guards against yaml-cpp 0.7, whose YAML::LoadAll() never returns on a stray "," at
+  // document level (the parser reports the same empty document forever without moving on).
+  Result<void> checkDocuments() {
+    std::istringstream in{std::string(text_)};
+    YAML::Parser parser(in);
+    std::optional<YAML::Mark> previousStart;
+    for (int i = 0;; ++i) {
+      DocumentProbe probe;
+      if (!parser.HandleNextDocument(probe)) break;
+      if (previousStart && probe.start.pos == previousStart->pos) {
+        const YAML::Mark& m = probe.start;
+        if (m.pos >= 0 && size_t(m.pos) < text_.size() && text_[size_t(m.pos)] > ' ')
+          return syntaxError(m, fmt::format("unexpected \"{}\"", text_[size_t(m.pos)]));
+        return syntaxError(m, "the parser cannot continue here");
+      }
+      previousStart = probe.start;
+      // A trailing "---" makes an empty second document; tolerate that, not a second policy.
+      if (i > 0 && probe.content) {
+        return fail(
+            fmt::format("{}:{}: {}: a policy file holds one YAML document, found a "
+                        "second one here",
+                        source_, probe.first.line + 1, kDocumentPath));
+      }
+    }
+    return {};
+  }
+
+  Result<Policy> parseDocument(const YAML::Node& root) {
+    if (root.IsNull())
       return failf("{}:1: {}: the document is empty (expected apiVersion, kind, metadata and spec)",
                    source_, kDocumentPath);
-    for (size_t i = 1; i < docs.size(); ++i) {
-      // A trailing "---" makes an empty second document; tolerate that, not a second policy.
-      if (!docs[i].IsNull())
-        return error(docs[i], kDocumentPath,
-                     "a policy file holds one YAML document, found a second one here");
-    }
-    const YAML::Node& root = docs[0];
     policy_.source = source_;
 
     EW_TRY(top, fields(root, "", kTopFields));

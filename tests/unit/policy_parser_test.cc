@@ -491,6 +491,13 @@ TEST(PolicyErrors, DeepNestingIsAnErrorNotACrash) {
   EXPECT_TRUE(e.starts_with("policy.yaml:5: YAML syntax error: ")) << e;
 }
 
+// yaml-cpp 0.7's LoadAll() loops forever on these; the parser must return an error instead.
+TEST(PolicyErrors, StrayCommaAtDocumentLevel) {
+  EXPECT_EQ(errorOf(","), "policy.yaml:1: YAML syntax error: unexpected \",\"");
+  EXPECT_EQ(errorOf(", a"), "policy.yaml:1: YAML syntax error: unexpected \",\"");
+  EXPECT_EQ(errorOf("- a\n,\n"), "policy.yaml:2: YAML syntax error: unexpected \",\"");
+}
+
 TEST(PolicyErrors, EmptyDocument) {
   const std::string want =
       "policy.yaml:1: (document): the document is empty (expected apiVersion, kind, metadata and "
@@ -691,6 +698,25 @@ TEST(PolicyErrors, IdentityInvalidName) {
   EXPECT_EQ(errorOf(withSpec("  identities:\n    \"web/1\": [10.0.0.1]\n")),
             "policy.yaml:6: spec.identities.web/1: invalid name \"web/1\": use only letters, "
             "digits, '_', '.' and '-'");
+}
+
+TEST(PolicyErrors, ControlCharactersAreEscapedToKeepOneLine) {
+  EXPECT_EQ(errorOf(withSpec("  identities:\n    \"web\\nserver\": [10.0.0.1]\n")),
+            "policy.yaml:6: spec.identities.web\\nserver: invalid name \"web\\nserver\": use only "
+            "letters, digits, '_', '.' and '-'");
+  EXPECT_EQ(errorOf(withSpec("  identities:\n    web: [\"10.0.0.1\\t\"]\n")),
+            "policy.yaml:6: spec.identities.web[0]: 10.0.0.1\\t: not a valid IPv4 or IPv6 address");
+}
+
+TEST(PolicyErrors, LongValuesAreCut) {
+  std::string name(60, 'x');
+  EXPECT_EQ(errorOf(withSpec("  " + name + ": 1\n")),
+            "policy.yaml:5: spec." + name + ": unknown field \"" + std::string(40, 'x') + "...\"");
+  // Cut at a character boundary, not inside a UTF-8 sequence ("é" is 2 bytes).
+  std::string accents = std::string(39, 'x') + "\xc3\xa9\xc3\xa9";
+  EXPECT_EQ(errorOf(withSpec("  defaultAction: " + accents + "\n")),
+            "policy.yaml:5: spec.defaultAction: unknown action \"" + std::string(39, 'x') +
+                "...\" (expected allow or deny)");
 }
 
 TEST(PolicyErrors, IdentityEmptyName) {
