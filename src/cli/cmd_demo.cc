@@ -329,14 +329,16 @@ Result<void> attempt(Lab& lab, const policy::Policy& pol, const policy::Compiled
                      const Attempt& a, Tally& t) {
   EW_TRY(ok, checkInterrupted());
   EW_TRY(before, readCounters(*lab.fw, cp.rules.size()));
-  netns::Probe pr{a.proto, a.src, a.dst, a.port, std::chrono::milliseconds(300)};
+  const Decision want = expected(pol, a);
+  // A drop shows as silence, so its wait is the demo's running time; an expected reply may
+  // take longer on a loaded machine and costs nothing when it comes at once.
+  netns::Probe pr{a.proto, a.src, a.dst, a.port, std::chrono::milliseconds(want.pass ? 1500 : 300)};
   EW_TRY(outcome, netns::runIn(a.dir == EW_INGRESS ? kClientNs : kServerNs,
                                [&] { return netns::probe(pr); }));
   // Let the connection's last packets (FIN, ACK) land in this attempt's window, not the next.
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
   EW_TRY(after, readCounters(*lab.fw, cp.rules.size()));
   const Decision seen = observed(cp, *after - *before, a.dir);
-  const Decision want = expected(pol, a);
   t.attempts++;
 
   std::vector<std::string> problems;

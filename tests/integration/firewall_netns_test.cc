@@ -189,9 +189,12 @@ struct Firewall {
   }
 };
 
+// A probe expected to get its reply waits long enough for a loaded machine; one expected to
+// be dropped waits kDropped: its timeout is the test's running time.
+constexpr std::chrono::milliseconds kReply = 2s, kDropped = 300ms;
+
 Outcome probeFrom(const netns::NetNs& ns, Proto proto, const std::string& src,
-                  const std::string& dst, uint16_t port,
-                  std::chrono::milliseconds timeout = 300ms) {
+                  const std::string& dst, uint16_t port, std::chrono::milliseconds timeout) {
   auto r = netns::runIn(ns.name(), [&] { return netns::probe({proto, src, dst, port, timeout}); });
   EXPECT_TRUE(r) << r.error().str();
   return r ? *r : Outcome::SendFailed;
@@ -200,13 +203,19 @@ Outcome probeFrom(const netns::NetNs& ns, Proto proto, const std::string& src,
 // Packets of a finished exchange (FIN, last ACK) may still be in flight for a moment.
 void settle() { std::this_thread::sleep_for(50ms); }
 
-class FirewallNetns : public ::testing::TestWithParam<std::string> {
- protected:
-  static void SetUpTestSuite() {
+// Before any test: remove what killed runs of this binary left (their pid is gone).
+class RemoveLeftovers : public ::testing::Environment {
+ public:
+  void SetUp() override {
     auto r = netns::cleanupDead(base());
     ASSERT_TRUE(r) << r.error().str();
   }
+};
+[[maybe_unused]] ::testing::Environment* const kRemoveLeftovers =
+    ::testing::AddGlobalTestEnvironment(new RemoveLeftovers);
 
+class FirewallNetns : public ::testing::TestWithParam<std::string> {
+ protected:
   void SetUp() override {
     ASSERT_EQ(::geteuid(), 0u) << "integration tests need root";
     auto lab = Lab::create();
@@ -233,11 +242,13 @@ class FirewallNetns : public ::testing::TestWithParam<std::string> {
     fw_ = std::move(*f);
   }
 
-  Outcome fromClient(Proto p, const std::string& src, const std::string& dst, uint16_t port) {
-    return probeFrom(lab_->client, p, src, dst, port);
+  Outcome fromClient(Proto p, const std::string& src, const std::string& dst, uint16_t port,
+                     std::chrono::milliseconds timeout = kReply) {
+    return probeFrom(lab_->client, p, src, dst, port, timeout);
   }
-  Outcome fromServer(Proto p, const std::string& src, const std::string& dst, uint16_t port) {
-    return probeFrom(lab_->server, p, src, dst, port);
+  Outcome fromServer(Proto p, const std::string& src, const std::string& dst, uint16_t port,
+                     std::chrono::milliseconds timeout = kReply) {
+    return probeFrom(lab_->server, p, src, dst, port, timeout);
   }
 
   std::unique_ptr<Lab> lab_;
@@ -284,15 +295,17 @@ TEST_P(FirewallNetns, DeniedFlowsTimeOut) {
     SCOPED_TRACE(f.client);
     const uint64_t ruleDeny = fw_->reason(EW_INGRESS, EW_R_RULE_DENY);
     const uint64_t noSsh = fw_->rule("no-ssh");
-    EXPECT_EQ(fromClient(Proto::Tcp, f.client, f.server, kSsh), Outcome::Timeout);  // deny rule
-    EXPECT_EQ(fw_->rule("no-ssh"), noSsh + 1);  // one SYN: the first retransmission is 1 s away
+    // A deny rule. One SYN is counted: the first retransmission would come after 1 s.
+    EXPECT_EQ(fromClient(Proto::Tcp, f.client, f.server, kSsh, kDropped), Outcome::Timeout);
+    EXPECT_EQ(fw_->rule("no-ssh"), noSsh + 1);
     EXPECT_EQ(fw_->reason(EW_INGRESS, EW_R_RULE_DENY), ruleDeny + 1);
 
+    // No rule matches: a port nobody allows, and the allowed port from an unknown address.
     const uint64_t defaultDeny = fw_->reason(EW_INGRESS, EW_R_DEFAULT_DENY);
-    EXPECT_EQ(fromClient(Proto::Tcp, f.client, f.server, kAlt), Outcome::Timeout);  // no rule
-    EXPECT_EQ(fromClient(Proto::Udp, f.client, f.server, kSyslog), Outcome::Timeout);
-    EXPECT_EQ(fromClient(Proto::Tcp, f.other, f.server, kWeb), Outcome::Timeout);  // not client
-    EXPECT_EQ(fromClient(Proto::Icmp, f.other, f.server, 0), Outcome::Timeout);
+    EXPECT_EQ(fromClient(Proto::Tcp, f.client, f.server, kAlt, kDropped), Outcome::Timeout);
+    EXPECT_EQ(fromClient(Proto::Udp, f.client, f.server, kSyslog, kDropped), Outcome::Timeout);
+    EXPECT_EQ(fromClient(Proto::Tcp, f.other, f.server, kWeb, kDropped), Outcome::Timeout);
+    EXPECT_EQ(fromClient(Proto::Icmp, f.other, f.server, 0, kDropped), Outcome::Timeout);
     EXPECT_EQ(fw_->reason(EW_INGRESS, EW_R_DEFAULT_DENY), defaultDeny + 4);
   }
   EXPECT_EQ(lab_->serverEcho->tcpAccepted(), accepted);
@@ -343,11 +356,11 @@ TEST_P(FirewallNetns, EgressAllowWorksThroughConntrack) {
     EXPECT_GT(fw_->reason(EW_INGRESS, EW_R_CT_ESTABLISHED), replies);
     EXPECT_GT(fw_->rule("back-out"), out);
     // The same port the other way, and anything else in, is dropped.
-    EXPECT_EQ(fromClient(Proto::Tcp, f.client, f.server, kWeb), Outcome::Timeout);
-    EXPECT_EQ(fromClient(Proto::Icmp, f.client, f.server, 0), Outcome::Timeout);
+    EXPECT_EQ(fromClient(Proto::Tcp, f.client, f.server, kWeb, kDropped), Outcome::Timeout);
+    EXPECT_EQ(fromClient(Proto::Icmp, f.client, f.server, 0, kDropped), Outcome::Timeout);
     // Egress to a port back-out does not name is dropped on the way out.
     const uint64_t dropped = fw_->reason(EW_EGRESS, EW_R_DEFAULT_DENY);
-    const Outcome o = fromServer(Proto::Udp, f.server, f.client, kDns);
+    const Outcome o = fromServer(Proto::Udp, f.server, f.client, kDns, kDropped);
     EXPECT_TRUE(o == Outcome::Timeout || o == Outcome::SendFailed) << netns::outcomeName(o);
     EXPECT_EQ(fw_->reason(EW_EGRESS, EW_R_DEFAULT_DENY), dropped + 1);
   }
@@ -356,8 +369,8 @@ TEST_P(FirewallNetns, EgressAllowWorksThroughConntrack) {
 TEST_P(FirewallNetns, DetachingRestoresTraffic) {
   ASSERT_NO_FATAL_FAILURE(attach(kPolicy));
   for (const auto& f : kFamilies) {
-    EXPECT_EQ(fromClient(Proto::Tcp, f.client, f.server, kSsh), Outcome::Timeout);
-    EXPECT_EQ(fromClient(Proto::Udp, f.client, f.server, kSyslog), Outcome::Timeout);
+    EXPECT_EQ(fromClient(Proto::Tcp, f.client, f.server, kSsh, kDropped), Outcome::Timeout);
+    EXPECT_EQ(fromClient(Proto::Udp, f.client, f.server, kSyslog, kDropped), Outcome::Timeout);
   }
   fw_->links.clear();  // closing the link fds detaches both programs
   const uint64_t before = fw_->reason(EW_INGRESS, EW_R_RULE_DENY) +
@@ -461,8 +474,9 @@ TEST_F(RunCommand, EnforcesUntilSigintThenDetaches) {
     std::this_thread::sleep_for(20ms);
   ASSERT_NE(slurp(outFile_).find("hooks: xdp-ingress"), std::string::npos) << slurp(outFile_);
 
-  EXPECT_EQ(probeFrom(lab_->client, Proto::Tcp, kClient4, kServer4, kWeb), Outcome::Reply);
-  EXPECT_EQ(probeFrom(lab_->client, Proto::Udp, kClient4, kServer4, kSyslog), Outcome::Timeout);
+  EXPECT_EQ(probeFrom(lab_->client, Proto::Tcp, kClient4, kServer4, kWeb, kReply), Outcome::Reply);
+  EXPECT_EQ(probeFrom(lab_->client, Proto::Udp, kClient4, kServer4, kSyslog, kDropped),
+            Outcome::Timeout);
   std::this_thread::sleep_for(1200ms);  // at least one rate line
   ASSERT_EQ(::kill(run.pid, SIGINT), 0);
   EXPECT_EQ(run.wait(5s), 0) << slurp(outFile_);
@@ -471,7 +485,8 @@ TEST_F(RunCommand, EnforcesUntilSigintThenDetaches) {
   EXPECT_NE(out.find("top rule web"), std::string::npos) << out;
   EXPECT_NE(out.find("detached from " + lab_->serverIf), std::string::npos) << out;
   // Detached: what the policy dropped flows again.
-  EXPECT_EQ(probeFrom(lab_->client, Proto::Udp, kClient4, kServer4, kSyslog), Outcome::Reply);
+  EXPECT_EQ(probeFrom(lab_->client, Proto::Udp, kClient4, kServer4, kSyslog, kReply),
+            Outcome::Reply);
 }
 
 TEST_F(RunCommand, RefusesAMissingInterface) {
