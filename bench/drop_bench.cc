@@ -8,8 +8,8 @@
 //   edgeward     the firewall's XDP program, native mode, enforcing the generated policy
 //   nftables     the same policy as nft sets in a netdev-family chain on ewb-f0's ingress hook
 //   drop-all     xdp_drop_all (the ceiling: an XDP program that does nothing but drop)
-// plus diagnostic variants (edgeward with conntrack off; nftables with source-only sets, and
-// with a single drop-everything rule, the floor of the skb path nftables runs on).
+// plus diagnostic variants (edgeward with conntrack off, and on tcx ingress; nftables with
+// source-only sets, and with a single drop-everything rule: the floor of the skb path).
 // Namespaces and veths come from ew_netns (src/common/netns.h) and are removed on every exit.
 // ewb-f0 has GRO switched on so that veth accepts XDP frames without an XDP program attached
 // (the nftables case); the receive work runs in softirq on the generator's CPU.
@@ -361,6 +361,11 @@ int run(const Args& a) {
        [&] { return firewallDrops(*fw); }, true},
       {"nftables, source-only sets (looser policy)", [&] { nftLoad(fileSaddr, 1); }, nftDrop, nftDrops, true},
       {"nftables, one rule: drop all (skb-path floor)", [&] { nftLoad(fileFloor, 2); }, nftDrop, nftDrops, true},
+      {"edgeward on tcx ingress (skb path)", [&] {
+         auto in = must(nn::NsGuard::enter(L.nsB), "entering " + L.nsB);
+         link = must(fw->attach(Hook::TcIngress, fwIf), "attaching tcx");
+       },
+       [&] { link.reset(); }, [&] { return firewallDrops(*fw); }, true},
   };
   if (!a.diag) modes.resize(3);
 
