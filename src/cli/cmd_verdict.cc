@@ -23,7 +23,10 @@ struct Options {
 Result<std::vector<std::vector<uint8_t>>> readPcap(const std::string& path) {
   char err[PCAP_ERRBUF_SIZE] = {};
   pcap_t* p = pcap_open_offline(path.c_str(), err);
-  if (!p) return failf("{}: {}", path, err);
+  if (!p) {
+    std::string e = err;  // libpcap names the file in some messages, not in others
+    return fail(e.starts_with(path) ? e : path + ": " + e);
+  }
   int link = pcap_datalink(p);
   std::vector<std::vector<uint8_t>> frames;
   pcap_pkthdr* h;
