@@ -43,9 +43,10 @@ void check(const std::string& file, const std::string& output) {
   if (policy.synFlood)
     fmt::print("  SYN limit        {} per second per source, burst {}\n",
                policy.synFlood->perSourcePps, policy.synFlood->burst);
-  fmt::print("  compiled maps    {} IPv4 intervals, {} IPv6 intervals, {} rule groups, "
-             "{} port entries\n",
-             compiled.iv4.size(), compiled.iv6.size(), compiled.groups(), compiled.piv.size());
+  fmt::print(
+      "  compiled maps    {} IPv4 intervals, {} IPv6 intervals, {} rule groups, "
+      "{} port entries\n",
+      compiled.iv4.size(), compiled.iv6.size(), compiled.groups(), compiled.piv.size());
   fmt::print("  map memory       {} per generation (two generations are loaded)\n",
              humanBytes(st.bytes));
 }

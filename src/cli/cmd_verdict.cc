@@ -38,7 +38,9 @@ Result<std::vector<std::vector<uint8_t>>> readPcap(const std::string& path) {
     const u_char* l3 = nullptr;
     size_t l3len = 0;
     switch (link) {
-      case DLT_EN10MB: f.assign(data, data + h->caplen); break;
+      case DLT_EN10MB:
+        f.assign(data, data + h->caplen);
+        break;
       case DLT_LINUX_SLL:
         if (h->caplen >= 16) {
           proto = static_cast<uint16_t>((data[14] << 8) | data[15]);
@@ -106,8 +108,11 @@ std::string describe(const std::vector<uint8_t>& f) {
   } else {
     return fmt::format("ethertype 0x{:04x}", et);
   }
-  std::string pname = proto == 6 ? "tcp" : proto == 17 ? "udp" : proto == 1 ? "icmp"
-                      : proto == 58 ? "icmpv6" : fmt::format("proto {}", proto);
+  std::string pname = proto == 6    ? "tcp"
+                      : proto == 17 ? "udp"
+                      : proto == 1  ? "icmp"
+                      : proto == 58 ? "icmpv6"
+                                    : fmt::format("proto {}", proto);
   if ((proto == 6 || proto == 17) && l4 + 4 <= f.size()) {
     unsigned sp = (f[l4] << 8) | f[l4 + 1], dp = (f[l4 + 2] << 8) | f[l4 + 3];
     std::string flags;
@@ -158,7 +163,8 @@ void run(const Options& o) {
     const auto& v = r.verdict;
     bool pass = v.action == EW_ACT_ALLOW;
     (pass ? passed : dropped)++;
-    const char* rule = v.rule < compiled.rules.size() ? compiled.rules[v.rule].name.c_str() : nullptr;
+    const char* rule =
+        v.rule < compiled.rules.size() ? compiled.rules[v.rule].name.c_str() : nullptr;
     auto reason = policy::reasonName(v.reason);
     if (json) {
       nlohmann::json j{{"index", index},
