@@ -18,28 +18,44 @@ constexpr int kBpfTcxEgress = 47;
 
 bpf_map* mapOf(::firewall* s, FirewallMap m) {
   switch (m) {
-    case FirewallMap::Config: return s->maps.ew_config;
-    case FirewallMap::Policy: return s->maps.ew_policy;
-    case FirewallMap::Bkt4: return s->maps.ew_bkt4;
-    case FirewallMap::Bkt6: return s->maps.ew_bkt6;
-    case FirewallMap::Iv4: return s->maps.ew_iv4;
-    case FirewallMap::Iv6: return s->maps.ew_iv6;
-    case FirewallMap::Grp: return s->maps.ew_grp;
-    case FirewallMap::Piv: return s->maps.ew_piv;
-    case FirewallMap::RuleStats: return s->maps.ew_rule_stats;
-    case FirewallMap::ReasonStats: return s->maps.ew_reason_stats;
-    case FirewallMap::Ct4: return s->maps.ew_ct4;
-    case FirewallMap::Ct6: return s->maps.ew_ct6;
-    case FirewallMap::Syn: return s->maps.ew_syn;
+    case FirewallMap::Config:
+      return s->maps.ew_config;
+    case FirewallMap::Policy:
+      return s->maps.ew_policy;
+    case FirewallMap::Bkt4:
+      return s->maps.ew_bkt4;
+    case FirewallMap::Bkt6:
+      return s->maps.ew_bkt6;
+    case FirewallMap::Iv4:
+      return s->maps.ew_iv4;
+    case FirewallMap::Iv6:
+      return s->maps.ew_iv6;
+    case FirewallMap::Grp:
+      return s->maps.ew_grp;
+    case FirewallMap::Piv:
+      return s->maps.ew_piv;
+    case FirewallMap::RuleStats:
+      return s->maps.ew_rule_stats;
+    case FirewallMap::ReasonStats:
+      return s->maps.ew_reason_stats;
+    case FirewallMap::Ct4:
+      return s->maps.ew_ct4;
+    case FirewallMap::Ct6:
+      return s->maps.ew_ct6;
+    case FirewallMap::Syn:
+      return s->maps.ew_syn;
   }
   return nullptr;
 }
 
 bpf_program* progOf(::firewall* s, Hook h) {
   switch (h) {
-    case Hook::XdpIngress: return s->progs.ew_xdp_ingress;
-    case Hook::TcIngress: return s->progs.ew_tc_ingress;
-    case Hook::TcEgress: return s->progs.ew_tc_egress;
+    case Hook::XdpIngress:
+      return s->progs.ew_xdp_ingress;
+    case Hook::TcIngress:
+      return s->progs.ew_tc_ingress;
+    case Hook::TcEgress:
+      return s->progs.ew_tc_egress;
   }
   return nullptr;
 }
@@ -76,9 +92,12 @@ size_t countHash(int fd, size_t keySize) {
 
 std::string_view FirewallProgram::hookName(Hook h) {
   switch (h) {
-    case Hook::XdpIngress: return "xdp-ingress";
-    case Hook::TcIngress: return "tcx-ingress";
-    case Hook::TcEgress: return "tcx-egress";
+    case Hook::XdpIngress:
+      return "xdp-ingress";
+    case Hook::TcIngress:
+      return "tcx-ingress";
+    case Hook::TcEgress:
+      return "tcx-egress";
   }
   return "?";
 }
@@ -179,8 +198,7 @@ Result<void> FirewallProgram::writeConfig(const ew_config& c) {
   return {};
 }
 
-Result<std::vector<ew_counter>> FirewallProgram::readCounters(FirewallMap m,
-                                                              uint32_t count) const {
+Result<std::vector<ew_counter>> FirewallProgram::readCounters(FirewallMap m, uint32_t count) const {
   std::vector<ew_counter> out(count), percpu(ncpus_);
   int fd = mapFd(m);
   for (uint32_t i = 0; i < count; i++) {
@@ -263,8 +281,12 @@ Result<UniqueFd> FirewallProgram::attach(Hook h, int ifindex, XdpMode mode) {
       if (mode != XdpMode::Generic) link = create(BPF_XDP, XDP_FLAGS_DRV_MODE);
       if (link < 0 && mode != XdpMode::Native) link = create(BPF_XDP, XDP_FLAGS_SKB_MODE);
       break;
-    case Hook::TcIngress: link = create(kBpfTcxIngress, 0); break;
-    case Hook::TcEgress: link = create(kBpfTcxEgress, 0); break;
+    case Hook::TcIngress:
+      link = create(kBpfTcxIngress, 0);
+      break;
+    case Hook::TcEgress:
+      link = create(kBpfTcxEgress, 0);
+      break;
   }
   if (link < 0)
     return failErrno(fmt::format("attaching {} to ifindex {}", hookName(h), ifindex), link);

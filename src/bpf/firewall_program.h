@@ -27,7 +27,21 @@ struct FirewallOptions {
   bool recordVerdict = false;  // per-packet verdict record, for `edgeward verdict`
 };
 
-enum class FirewallMap { Config, Policy, Bkt4, Bkt6, Iv4, Iv6, Grp, Piv, RuleStats, ReasonStats, Ct4, Ct6, Syn };
+enum class FirewallMap {
+  Config,
+  Policy,
+  Bkt4,
+  Bkt6,
+  Iv4,
+  Iv6,
+  Grp,
+  Piv,
+  RuleStats,
+  ReasonStats,
+  Ct4,
+  Ct6,
+  Syn
+};
 
 enum class Hook { XdpIngress, TcIngress, TcEgress };
 

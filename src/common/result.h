@@ -57,6 +57,6 @@ inline std::unexpected<Error> failErrno(std::string message, int err = errno) {
 }  // namespace edgeward
 
 // Propagates an error: EW_TRY(r, expr) declares `auto r = expr` and returns its error if it failed.
-#define EW_TRY(var, expr)                                     \
-  auto var = (expr);                                          \
+#define EW_TRY(var, expr) \
+  auto var = (expr);      \
   if (!var) return std::unexpected(std::move(var).error())

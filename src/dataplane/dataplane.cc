@@ -24,8 +24,10 @@ Result<void> Dataplane::apply(const policy::CompiledPolicy& p, uint64_t version)
   auto tooBig = [](const char* what, size_t need, uint32_t cap) {
     return failf("policy needs {} {}; the loaded program holds {}", need, what, cap);
   };
-  if (p.iv4.size() > o.capIntervals4) return tooBig("IPv4 intervals", p.iv4.size(), o.capIntervals4);
-  if (p.iv6.size() > o.capIntervals6) return tooBig("IPv6 intervals", p.iv6.size(), o.capIntervals6);
+  if (p.iv4.size() > o.capIntervals4)
+    return tooBig("IPv4 intervals", p.iv4.size(), o.capIntervals4);
+  if (p.iv6.size() > o.capIntervals6)
+    return tooBig("IPv6 intervals", p.iv6.size(), o.capIntervals6);
   if (p.hdr.n_groups > o.capGroups) return tooBig("rule groups", p.hdr.n_groups, o.capGroups);
   if (p.piv.size() > o.capPortEntries)
     return tooBig("port entries", p.piv.size(), o.capPortEntries);

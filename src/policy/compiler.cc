@@ -15,11 +15,16 @@ constexpr uint8_t kSlots[] = {EW_P_TCP, EW_P_UDP, EW_P_ICMP, EW_P_ICMPV6, EW_P_O
 // Does a rule's port spec cover this protocol slot?
 bool specCoversSlot(const PortSpec& s, uint8_t slot) {
   switch (s.protocol) {
-    case Protocol::Any: return true;
-    case Protocol::Tcp: return slot == EW_P_TCP;
-    case Protocol::Udp: return slot == EW_P_UDP;
-    case Protocol::Icmp: return slot == EW_P_ICMP;
-    case Protocol::Icmpv6: return slot == EW_P_ICMPV6;
+    case Protocol::Any:
+      return true;
+    case Protocol::Tcp:
+      return slot == EW_P_TCP;
+    case Protocol::Udp:
+      return slot == EW_P_UDP;
+    case Protocol::Icmp:
+      return slot == EW_P_ICMP;
+    case Protocol::Icmpv6:
+      return slot == EW_P_ICMPV6;
   }
   return false;
 }
@@ -354,18 +359,30 @@ Result<CompiledPolicy> compile(const Policy& policy, const CompileLimits& limits
 
 std::string_view reasonName(uint8_t reason) {
   switch (reason) {
-    case EW_R_RULE_ALLOW: return "rule-allow";
-    case EW_R_DEFAULT_ALLOW: return "default-allow";
-    case EW_R_CT_ESTABLISHED: return "established";
-    case EW_R_HOST_ESSENTIAL: return "host-essential";
-    case EW_R_RULE_DENY: return "rule-deny";
-    case EW_R_DEFAULT_DENY: return "default-deny";
-    case EW_R_MALFORMED: return "malformed";
-    case EW_R_TRUNCATED: return "truncated";
-    case EW_R_FRAGMENT: return "fragment";
-    case EW_R_SYN_FLOOD: return "syn-flood";
-    case EW_R_NON_IP: return "non-ip";
-    case EW_R_IPV6_EXT: return "ipv6-ext-headers";
+    case EW_R_RULE_ALLOW:
+      return "rule-allow";
+    case EW_R_DEFAULT_ALLOW:
+      return "default-allow";
+    case EW_R_CT_ESTABLISHED:
+      return "established";
+    case EW_R_HOST_ESSENTIAL:
+      return "host-essential";
+    case EW_R_RULE_DENY:
+      return "rule-deny";
+    case EW_R_DEFAULT_DENY:
+      return "default-deny";
+    case EW_R_MALFORMED:
+      return "malformed";
+    case EW_R_TRUNCATED:
+      return "truncated";
+    case EW_R_FRAGMENT:
+      return "fragment";
+    case EW_R_SYN_FLOOD:
+      return "syn-flood";
+    case EW_R_NON_IP:
+      return "non-ip";
+    case EW_R_IPV6_EXT:
+      return "ipv6-ext-headers";
   }
   return "unknown";
 }

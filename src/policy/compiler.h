@@ -39,14 +39,14 @@ struct CompileStats {
 // One generation's image. Offsets inside (ew_bucket.off, ew_grp.off) are relative to the
 // start of this image's iv4/iv6/piv vectors.
 struct CompiledPolicy {
-  ew_policy_hdr hdr{};             // bkt_base/grp_base are left 0 for the loader to set
-  std::vector<ew_bucket> bkt4;     // EW_BUCKETS entries
-  std::vector<ew_bucket> bkt6;     // EW_BUCKETS entries
+  ew_policy_hdr hdr{};          // bkt_base/grp_base are left 0 for the loader to set
+  std::vector<ew_bucket> bkt4;  // EW_BUCKETS entries
+  std::vector<ew_bucket> bkt6;  // EW_BUCKETS entries
   std::vector<ew_iv4> iv4;
   std::vector<ew_iv6> iv6;
-  std::vector<ew_grp> grp;         // n_groups * EW_P_COUNT
+  std::vector<ew_grp> grp;  // n_groups * EW_P_COUNT
   std::vector<ew_piv> piv;
-  std::vector<RuleInfo> rules;     // indexed by rule id: ingress rules, then egress, file order
+  std::vector<RuleInfo> rules;  // indexed by rule id: ingress rules, then egress, file order
   CompileStats stats;
 
   uint32_t groups() const { return hdr.n_groups; }

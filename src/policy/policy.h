@@ -48,7 +48,7 @@ struct Rule {
   std::vector<std::string> peers;  // identity names of `from` (ingress) or `to` (egress)
   std::vector<PortSpec> ports;     // empty: every protocol and port
   Action action = Action::Allow;
-  int line = 0;                    // line of the rule in the source, for messages
+  int line = 0;  // line of the rule in the source, for messages
 };
 
 struct Identity {

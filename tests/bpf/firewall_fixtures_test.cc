@@ -908,10 +908,11 @@ std::vector<Fixture> attributionFixtures() {
   one("Attr_DefaultAllowLldp_DefaultAllow", kXdp, ethernet(0x88cc, 46), kDefaultAllow);
   // A third VLAN tag would hide the IP header from the rules; refused even under allow.
   one("Attr_TripleVlanTcp4_Malformed", kXdp,
-      frame(with(tcp4(out, me, 22), [](pk::PacketSpec& s) {
-        s.vlans = {1, 2, 3};
-        s.vlanTpids = {0x88a8, 0x8100, 0x8100};
-      })),
+      frame(with(tcp4(out, me, 22),
+                 [](pk::PacketSpec& s) {
+                   s.vlans = {1, 2, 3};
+                   s.vlanTpids = {0x88a8, 0x8100, 0x8100};
+                 })),
       kMalformed);
   one("Attr_DefaultAllowArp_HostEssential", kXdp, arpRequest(), kEssential);
   one("Attr_DefaultAllowTruncatedStillDropped_Truncated", kXdp,

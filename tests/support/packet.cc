@@ -41,11 +41,19 @@ size_t l4Offset(const PacketSpec& s) {
 std::vector<uint8_t> buildPacket(const PacketSpec& s) {
   size_t l4len = 0;
   switch (s.l4) {
-    case L4::Tcp: l4len = 20; break;
-    case L4::Udp: l4len = 8; break;
+    case L4::Tcp:
+      l4len = 20;
+      break;
+    case L4::Udp:
+      l4len = 8;
+      break;
     case L4::Icmp:
-    case L4::Icmpv6: l4len = 8; break;
-    case L4::None: l4len = 0; break;
+    case L4::Icmpv6:
+      l4len = 8;
+      break;
+    case L4::None:
+      l4len = 0;
+      break;
   }
   const size_t l3 = l3Offset(s), l4 = l4Offset(s);
   std::vector<uint8_t> b(l4 + l4len + s.payload, 0);
@@ -97,8 +105,8 @@ std::vector<uint8_t> buildPacket(const PacketSpec& s) {
         put16(b, at + 2, static_cast<uint16_t>((s.fragOffset << 3) | (s.moreFragments ? 1 : 0)));
         put16(b, at + 4, 0x1234);
       } else {
-        b[at + 1] = 0;      // 8 bytes
-        b[at + 2] = 1;      // PadN option covering the rest
+        b[at + 1] = 0;  // 8 bytes
+        b[at + 2] = 1;  // PadN option covering the rest
         b[at + 3] = 4;
       }
       at += extLen(e);
@@ -126,7 +134,8 @@ std::vector<uint8_t> buildPacket(const PacketSpec& s) {
       put16(b, l4 + 4, s.icmpId);
       put16(b, l4 + 6, 1);
       break;
-    case L4::None: break;
+    case L4::None:
+      break;
   }
   // Transport checksum (pseudo-header for TCP/UDP/ICMPv6).
   if (s.l4 != L4::None && s.fragOffset == 0 && !s.moreFragments) {

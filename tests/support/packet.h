@@ -18,12 +18,12 @@ struct PacketSpec {
   uint8_t ipProto = 0;  // with L4::None: the IP protocol number of an opaque payload
   uint16_t sport = 40000;
   uint16_t dport = 80;
-  uint8_t tcpFlags = 0x02;    // SYN
-  uint8_t icmpType = 8;       // echo request (128 for ICMPv6)
+  uint8_t tcpFlags = 0x02;  // SYN
+  uint8_t icmpType = 8;     // echo request (128 for ICMPv6)
   uint8_t icmpCode = 0;
   uint16_t icmpId = 1;
-  uint8_t ttl = 64;           // hop limit for IPv6
-  size_t payload = 0;         // payload bytes after the transport header
+  uint8_t ttl = 64;             // hop limit for IPv6
+  size_t payload = 0;           // payload bytes after the transport header
   std::vector<uint16_t> vlans;  // 802.1Q tags, outermost first
   uint8_t ipv4OptionWords = 0;  // IHL - 5
   // IPv4 fragments: offset in 8-byte units and the MF flag.
