@@ -75,7 +75,7 @@ T must(Result<T> r, const std::string& what) {
 
 struct Args {
   double seconds = 2.0;
-  int rounds = 3;
+  int rounds = 5;
   size_t prefixes = 10'000;
   size_t rules = 1'000;
   std::string out = "bench/results/drop.md";
