@@ -167,8 +167,8 @@ uint64_t firewallDrops(FirewallProgram& fw) {
   const uint32_t n = uint32_t{EW_DIRS} * EW_R_COUNT;
   auto c = must(fw.readCounters(FirewallMap::ReasonStats, n), "reading counters");
   uint64_t drops = 0;
-  for (uint32_t r : {EW_R_RULE_DENY, EW_R_DEFAULT_DENY, EW_R_MALFORMED, EW_R_TRUNCATED, EW_R_FRAGMENT,
-                     EW_R_SYN_FLOOD, EW_R_NON_IP, EW_R_IPV6_EXT})
+  for (uint32_t r : {EW_R_RULE_DENY, EW_R_DEFAULT_DENY, EW_R_MALFORMED, EW_R_TRUNCATED,
+                     EW_R_FRAGMENT, EW_R_SYN_FLOOD, EW_R_NON_IP, EW_R_IPV6_EXT})
     drops += c[uint32_t{EW_INGRESS} * EW_R_COUNT + r].packets;
   return drops;
 }
@@ -181,11 +181,13 @@ Result<std::string> nft(const std::string& ns, std::vector<std::string> args) {
 }
 
 std::map<std::string, uint64_t> nftCounters(const std::string& ns) {
-  auto out = must(nft(ns, {"-j", "list", "counters", "table", "netdev", kTable}), "reading nft counters");
+  auto out =
+      must(nft(ns, {"-j", "list", "counters", "table", "netdev", kTable}), "reading nft counters");
   std::map<std::string, uint64_t> c;
   auto j = nlohmann::json::parse(out);
   for (const auto& e : j.at("nftables"))
-    if (e.contains("counter")) c[e["counter"]["name"].get<std::string>()] = e["counter"]["packets"].get<uint64_t>();
+    if (e.contains("counter"))
+      c[e["counter"]["name"].get<std::string>()] = e["counter"]["packets"].get<uint64_t>();
   return c;
 }
 
@@ -209,15 +211,24 @@ Args parse(int argc, char** argv) {
       if (i + 1 >= argc) die("missing value after " + s);
       return argv[++i];
     };
-    if (s == "--seconds") a.seconds = std::stod(next());
-    else if (s == "--rounds") a.rounds = std::stoi(next());
-    else if (s == "--prefixes") a.prefixes = std::stoul(next());
-    else if (s == "--rules") a.rules = std::stoul(next());
-    else if (s == "--out") a.out = next();
-    else if (s == "--no-diag") a.diag = false;
-    else if (s == "--dump-nft") a.dumpNft = next();
+    if (s == "--seconds")
+      a.seconds = std::stod(next());
+    else if (s == "--rounds")
+      a.rounds = std::stoi(next());
+    else if (s == "--prefixes")
+      a.prefixes = std::stoul(next());
+    else if (s == "--rules")
+      a.rules = std::stoul(next());
+    else if (s == "--out")
+      a.out = next();
+    else if (s == "--no-diag")
+      a.diag = false;
+    else if (s == "--dump-nft")
+      a.dumpNft = next();
     else if (s == "--help" || s == "-h") {
-      std::puts("ew_bench_drop [--seconds S] [--rounds N] [--prefixes N] [--rules N] [--out FILE] [--no-diag] [--dump-nft FILE]");
+      std::puts(
+          "ew_bench_drop [--seconds S] [--rounds N] [--prefixes N] [--rules N] [--out FILE] "
+          "[--no-diag] [--dump-nft FILE]");
       std::exit(0);
     } else {
       die("unknown argument " + s);
@@ -232,7 +243,8 @@ int run(const Args& a) {
   // --- policy, firewall, traffic
   auto gen = eb::generatePolicy({a.prefixes, a.rules, 7});
   auto compiled = must(edgeward::policy::compile(gen.policy), "compile");
-  auto fw = must(FirewallProgram::load(edgeward::dataplane::optionsFor(compiled)), "loading the firewall");
+  auto fw = must(FirewallProgram::load(edgeward::dataplane::optionsFor(compiled)),
+                 "loading the firewall");
   edgeward::dataplane::Dataplane dp(*fw);
   must(dp.apply(compiled, 1), "apply");
 
@@ -242,7 +254,8 @@ int run(const Args& a) {
   std::string src, tcpWhy, udpWhy;
   for (size_t r = 0; r < gen.policy.ingress.size() && tcp.empty(); r++) {
     const auto& rule = gen.policy.ingress[r];
-    if (rule.action != edgeward::policy::Action::Deny || gen.ruleIdentities[r].identities.empty()) continue;
+    if (rule.action != edgeward::policy::Action::Deny || gen.ruleIdentities[r].identities.empty())
+      continue;
     const edgeward::policy::PortSpec* spec = nullptr;
     for (const auto& s : rule.ports)
       if (s.protocol == edgeward::policy::Protocol::Tcp) spec = &s;
@@ -259,11 +272,13 @@ int run(const Args& a) {
         udp = u;
         src = s;
         tcpWhy = fmt::format("rule-deny (rule {}, tcp {})", rule.name, spec->range.first);
-        udpWhy = fmt::format("default-deny (udp {}), after a conntrack lookup miss", eb::kUnusedPortBase + 2);
+        udpWhy = fmt::format("default-deny (udp {}), after a conntrack lookup miss",
+                             eb::kUnusedPortBase + 2);
       }
   }
   if (tcp.empty()) die("the generated policy has no usable deny rule");
-  must(fw->clearCounters(FirewallMap::ReasonStats, uint32_t{EW_DIRS} * EW_R_COUNT), "clearing counters");
+  must(fw->clearCounters(FirewallMap::ReasonStats, uint32_t{EW_DIRS} * EW_R_COUNT),
+       "clearing counters");
 
   auto rsExact = eb::nftRuleset(compiled, kTable, "ewb-f0", true);
   auto rsSaddr = eb::nftRuleset(compiled, kTable, "ewb-f0", false);
@@ -273,12 +288,17 @@ int run(const Args& a) {
     std::ofstream(path) << text;
     return path;
   };
-  const std::string fileExact = writeTmp(rsExact.text, "exact"), fileSaddr = writeTmp(rsSaddr.text, "saddr");
+  const std::string fileExact = writeTmp(rsExact.text, "exact"),
+                    fileSaddr = writeTmp(rsSaddr.text, "saddr");
   // The floor of the nftables path: same hook, one rule that counts and drops everything.
-  const std::string fileFloor = writeTmp(fmt::format(
-      "table netdev {} {{\n  counter c_deny {{}}\n  counter c_allow {{}}\n  counter c_default {{}}\n"
-      "  chain ingress {{\n    type filter hook ingress device \"ewb-f0\" priority -500; policy accept;\n"
-      "    counter name \"c_default\" drop\n  }}\n}}\n", kTable), "floor");
+  const std::string fileFloor =
+      writeTmp(fmt::format("table netdev {} {{\n  counter c_deny {{}}\n  counter c_allow {{}}\n  "
+                           "counter c_default {{}}\n"
+                           "  chain ingress {{\n    type filter hook ingress device \"ewb-f0\" "
+                           "priority -500; policy accept;\n"
+                           "    counter name \"c_default\" drop\n  }}\n}}\n",
+                           kTable),
+               "floor");
   struct RmFiles {
     std::vector<std::string> f;
     ~RmFiles() {
@@ -298,9 +318,11 @@ int run(const Args& a) {
   } L;
   auto nsGen = must(nn::NetNs::create(L.nsA), "creating namespace " + L.nsA);
   auto nsFw = must(nn::NetNs::create(L.nsB), "creating namespace " + L.nsB);
-  auto veth = must(nn::VethPair::create({L.ifA, L.nsA, {"10.0.0.1/24"}}, {L.ifB, L.nsB, {"10.0.0.2/24"}}),
-                   "creating the veth pair");
-  int fwIf = must(nn::ifindexIn(L.nsB, L.ifB), "ifindex"), genIf = must(nn::ifindexIn(L.nsA, L.ifA), "ifindex");
+  auto veth =
+      must(nn::VethPair::create({L.ifA, L.nsA, {"10.0.0.1/24"}}, {L.ifB, L.nsB, {"10.0.0.2/24"}}),
+           "creating the veth pair");
+  int fwIf = must(nn::ifindexIn(L.nsB, L.ifB), "ifindex"),
+      genIf = must(nn::ifindexIn(L.nsA, L.ifA), "ifindex");
   std::optional<eb::Ethtool> fwEth, genEth;
   {
     auto in = must(nn::NsGuard::enter(L.nsB), "entering " + L.nsB);
@@ -338,19 +360,22 @@ int run(const Args& a) {
     must(nft(L.nsB, {"-f", file}), "nft -f " + file);
     nftLoadMs[which] = eb::msSince(t0);
   };
-  auto nftDrop = [&] { must(nft(L.nsB, {"delete", "table", "netdev", kTable}), "deleting the nft table"); };
+  auto nftDrop = [&] {
+    must(nft(L.nsB, {"delete", "table", "netdev", kTable}), "deleting the nft table");
+  };
   auto nftDrops = [&] {
     auto c = nftCounters(L.nsB);
     return c["c_deny"] + c["c_default"];
   };
 
   std::vector<Mode> modes = {
-      {"edgeward (XDP native)", [&] { attachXdp(fw->progFd(Hook::XdpIngress)); }, [&] { link.reset(); },
-       [&] { return firewallDrops(*fw); }},
+      {"edgeward (XDP native)", [&] { attachXdp(fw->progFd(Hook::XdpIngress)); },
+       [&] { link.reset(); }, [&] { return firewallDrops(*fw); }},
       {"nftables (netdev ingress, sets)", [&] { nftLoad(fileExact, 0); }, nftDrop, nftDrops},
-      {"XDP drop-all", [&] { attachXdp(bpf_program__fd(dropSkel->progs.xdp_drop_all)); }, [&] { link.reset(); },
-       [&] { return statOf(*fwEth, L.ifB, "rx_queue_0_xdp_drops"); }},
-      {"edgeward, conntrack off", [&] {
+      {"XDP drop-all", [&] { attachXdp(bpf_program__fd(dropSkel->progs.xdp_drop_all)); },
+       [&] { link.reset(); }, [&] { return statOf(*fwEth, L.ifB, "rx_queue_0_xdp_drops"); }},
+      {"edgeward, conntrack off",
+       [&] {
          must(dp.setFlags(0, EW_F_CONNTRACK), "conntrack off");
          attachXdp(fw->progFd(Hook::XdpIngress));
        },
@@ -359,9 +384,12 @@ int run(const Args& a) {
          must(dp.setFlags(EW_F_CONNTRACK, 0), "conntrack on");
        },
        [&] { return firewallDrops(*fw); }, true},
-      {"nftables, source-only sets (looser policy)", [&] { nftLoad(fileSaddr, 1); }, nftDrop, nftDrops, true},
-      {"nftables, one rule: drop all (skb-path floor)", [&] { nftLoad(fileFloor, 2); }, nftDrop, nftDrops, true},
-      {"edgeward on tcx ingress (skb path)", [&] {
+      {"nftables, source-only sets (looser policy)", [&] { nftLoad(fileSaddr, 1); }, nftDrop,
+       nftDrops, true},
+      {"nftables, one rule: drop all (skb-path floor)", [&] { nftLoad(fileFloor, 2); }, nftDrop,
+       nftDrops, true},
+      {"edgeward on tcx ingress (skb path)",
+       [&] {
          auto in = must(nn::NsGuard::enter(L.nsB), "entering " + L.nsB);
          link = must(fw->attach(Hook::TcIngress, fwIf), "attaching tcx");
        },
@@ -374,11 +402,13 @@ int run(const Args& a) {
     const std::vector<uint8_t>* frame;
   };
   const Traffic traffic[] = {{"TCP SYN", tcpWhy, &tcp}, {"UDP", udpWhy, &udp}};
-  std::vector<std::vector<std::vector<Sample>>> samples(std::size(traffic),
-                                                        std::vector<std::vector<Sample>>(modes.size()));
+  std::vector<std::vector<std::vector<Sample>>> samples(
+      std::size(traffic), std::vector<std::vector<Sample>>(modes.size()));
 
-  std::fprintf(stderr, "policy: %zu prefixes, %zu rules; nft sets: %zu elements (exact), %zu (source-only)\n",
-               a.prefixes, a.rules, rsExact.elements, rsSaddr.elements);
+  std::fprintf(
+      stderr,
+      "policy: %zu prefixes, %zu rules; nft sets: %zu elements (exact), %zu (source-only)\n",
+      a.prefixes, a.rules, rsExact.elements, rsSaddr.elements);
   for (int round = 0; round < a.rounds; round++)
     for (size_t t = 0; t < std::size(traffic); t++)
       for (size_t m = 0; m < modes.size(); m++) {
@@ -416,7 +446,9 @@ int run(const Args& a) {
         s.mppsWall = s.drops / g.wallS / 1e6;
         s.mppsCpu = s.drops / g.cpuS / 1e6;
         samples[t][m].push_back(s);
-        std::fprintf(stderr, "round %d %-8s %-45s %6.3f Mpps (wall) %6.3f Mpps/CPU-s  sent %lu received %lu dropped %lu xmit-err %lu\n",
+        std::fprintf(stderr,
+                     "round %d %-8s %-45s %6.3f Mpps (wall) %6.3f Mpps/CPU-s  sent %lu received "
+                     "%lu dropped %lu xmit-err %lu\n",
                      round + 1, traffic[t].name.c_str(), mode.name.c_str(), s.mppsWall, s.mppsCpu,
                      static_cast<unsigned long>(s.sent), static_cast<unsigned long>(s.received),
                      static_cast<unsigned long>(s.drops), static_cast<unsigned long>(s.xmitErrors));
@@ -427,22 +459,26 @@ int run(const Args& a) {
   md += "# Drops per second on a veth pair (in-kernel generator)\n\n";
   md += fmt::format("Measured {}. Load average at the end: {}. Source: commit {}.\n\n", machine,
                     eb::loadNow(), eb::sourceRevision());
-  md += fmt::format("Command: `ew_bench_drop --seconds {} --rounds {} --prefixes {} --rules {}`. Policy: {} "
-                    "prefixes ({} identities), {} rules, defaultAction deny. Traffic: one 60-byte frame "
-                    "from {} repeated by BPF_F_TEST_XDP_LIVE_FRAMES (XDP_TX out of ewb-g0 into ewb-f0). "
-                    "Figures are medians of {} interleaved rounds of {} s.\n\n",
-                    a.seconds, a.rounds, a.prefixes, a.rules, a.prefixes, eb::identitiesFor(a.prefixes), a.rules,
-                    src, a.rounds, a.seconds);
-  md += fmt::format("nftables ruleset: `table netdev {}` with a chain on ewb-f0's ingress hook (priority -500); "
-                    "deny/allow sets keyed `ip saddr . meta l4proto . th dport` (flags interval), {} elements; "
-                    "loaded with `nft -f` in {:.0f} ms. The source-only variant has {} elements (loaded in "
-                    "{:.0f} ms) and is looser than the policy (ports ignored): a lower bound on nftables' cost.\n\n",
-                    kTable, rsExact.elements, nftLoadMs[0], rsSaddr.elements, nftLoadMs[1]);
+  md += fmt::format(
+      "Command: `ew_bench_drop --seconds {} --rounds {} --prefixes {} --rules {}`. Policy: {} "
+      "prefixes ({} identities), {} rules, defaultAction deny. Traffic: one 60-byte frame "
+      "from {} repeated by BPF_F_TEST_XDP_LIVE_FRAMES (XDP_TX out of ewb-g0 into ewb-f0). "
+      "Figures are medians of {} interleaved rounds of {} s.\n\n",
+      a.seconds, a.rounds, a.prefixes, a.rules, a.prefixes, eb::identitiesFor(a.prefixes), a.rules,
+      src, a.rounds, a.seconds);
+  md += fmt::format(
+      "nftables ruleset: `table netdev {}` with a chain on ewb-f0's ingress hook (priority -500); "
+      "deny/allow sets keyed `ip saddr . meta l4proto . th dport` (flags interval), {} elements; "
+      "loaded with `nft -f` in {:.0f} ms. The source-only variant has {} elements (loaded in "
+      "{:.0f} ms) and is looser than the policy (ports ignored): a lower bound on nftables' "
+      "cost.\n\n",
+      kTable, rsExact.elements, nftLoadMs[0], rsSaddr.elements, nftLoadMs[1]);
   const size_t kFw = 0, kNft = 1, kDropAll = 2;
   for (size_t t = 0; t < std::size(traffic); t++) {
     md += fmt::format("## {} — firewall verdict: {}\n\n", traffic[t].name, traffic[t].why);
-    eb::MdTable tb({"filter on ewb-f0", "Mpps (wall clock)", "Mpps per CPU-second", "min-max (wall)",
-                    "× nftables (wall · CPU)", "× drop-all (wall · CPU)", "dropped / received"});
+    eb::MdTable tb({"filter on ewb-f0", "Mpps (wall clock)", "Mpps per CPU-second",
+                    "min-max (wall)", "× nftables (wall · CPU)", "× drop-all (wall · CPU)",
+                    "dropped / received"});
     auto med = [&](size_t m, bool cpu) {
       std::vector<double> v;
       for (const auto& s : samples[t][m]) v.push_back(cpu ? s.mppsCpu : s.mppsWall);
@@ -466,8 +502,10 @@ int run(const Args& a) {
         d += s.drops;
         rcv += s.received;
       }
-      tb.row({modes[m].name, fmt::format("{:.2f}", med(m, false)), fmt::format("{:.2f}", med(m, true)),
-              fmt::format("{:.2f}-{:.2f}", eb::minOf(w), eb::maxOf(w)), fmt::format("{:.2f}× · {:.2f}×", ratio(m, kNft), ratio(m, kNft, true)),
+      tb.row({modes[m].name, fmt::format("{:.2f}", med(m, false)),
+              fmt::format("{:.2f}", med(m, true)),
+              fmt::format("{:.2f}-{:.2f}", eb::minOf(w), eb::maxOf(w)),
+              fmt::format("{:.2f}× · {:.2f}×", ratio(m, kNft), ratio(m, kNft, true)),
               fmt::format("{:.2f}× · {:.2f}×", ratio(m, kDropAll), ratio(m, kDropAll, true)),
               rcv ? fmt::format("{:.3f}", static_cast<double>(d) / rcv) : "-"});
     }
@@ -475,16 +513,20 @@ int run(const Args& a) {
     double vsNft = ratio(kFw, kNft), vsDrop = ratio(kFw, kDropAll);
     double vsNftC = ratio(kFw, kNft, true), vsDropC = ratio(kFw, kDropAll, true);
     auto verdict = [](double w, double c, double target) {
-      return w >= target && c >= target ? "met" : (w < target && c < target ? "missed" : "borderline");
+      return w >= target && c >= target ? "met"
+                                        : (w < target && c < target ? "missed" : "borderline");
     };
-    md += fmt::format("\nTargets: edgeward ≥ 2.5× nftables: {:.2f}× wall, {:.2f}× CPU (**{}**); "
-                      "edgeward ≥ 0.8× drop-all: {:.2f}× wall, {:.2f}× CPU (**{}**).\n\n",
-                      vsNft, vsNftC, verdict(vsNft, vsNftC, 2.5), vsDrop, vsDropC, verdict(vsDrop, vsDropC, 0.8));
+    md += fmt::format(
+        "\nTargets: edgeward ≥ 2.5× nftables: {:.2f}× wall, {:.2f}× CPU (**{}**); "
+        "edgeward ≥ 0.8× drop-all: {:.2f}× wall, {:.2f}× CPU (**{}**).\n\n",
+        vsNft, vsNftC, verdict(vsNft, vsNftC, 2.5), vsDrop, vsDropC, verdict(vsDrop, vsDropC, 0.8));
   }
-  md += "Ratios are taken within each round (same traffic, back-to-back) and the median over rounds "
-        "is shown. \"Mpps per CPU-second\" divides by the generator thread's CPU time instead of wall "
-        "time (generation and the receiver's softirq both run in that thread's context), which "
-        "discounts time the thread spent preempted by other work on the machine.\n";
+  md +=
+      "Ratios are taken within each round (same traffic, back-to-back) and the median over rounds "
+      "is shown. \"Mpps per CPU-second\" divides by the generator thread's CPU time instead of "
+      "wall "
+      "time (generation and the receiver's softirq both run in that thread's context), which "
+      "discounts time the thread spent preempted by other work on the machine.\n";
 
   std::fputs(md.c_str(), stdout);
   std::ofstream f(a.out);
@@ -501,7 +543,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ew_bench_drop: needs root (namespaces, XDP, nft)\n");
     return 1;
   }
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = [](int) { g_stop = true; };
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);

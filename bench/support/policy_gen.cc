@@ -30,13 +30,19 @@ bool v4Usable(uint32_t a) {
 
 Prefix randomV4(std::mt19937_64& rng) {
   uint32_t a;
-  do a = static_cast<uint32_t>(rng()); while (!v4Usable(a));
+  do a = static_cast<uint32_t>(rng());
+  while (!v4Usable(a));
   uint32_t r = rng() % 100, len;
-  if (r < 90) len = 24;
-  else if (r < 93) len = 22;
-  else if (r < 95) len = 20;
-  else if (r < 98) len = 26 + rng() % 3;
-  else len = 32;
+  if (r < 90)
+    len = 24;
+  else if (r < 93)
+    len = 22;
+  else if (r < 95)
+    len = 20;
+  else if (r < 98)
+    len = 26 + rng() % 3;
+  else
+    len = 32;
   uint32_t mask = len == 0 ? 0 : ~uint32_t{0} << (32 - len);
   a &= mask;
   Prefix p;
@@ -225,8 +231,10 @@ NftRuleset nftRuleset(const policy::CompiledPolicy& p, const std::string& table,
     bool anyDeny = false, anyAllow = false;
     for (uint32_t slot : {EW_P_TCP, EW_P_UDP}) {
       for (const Seg& s : segments(p, g, slot)) {
-        if (s.action == EW_ACT_DENY) anyDeny = true;
-        else anyAllow = true;
+        if (s.action == EW_ACT_DENY)
+          anyDeny = true;
+        else
+          anyAllow = true;
         if (portExact) {
           std::string ports = s.first == s.last ? fmt::format("{}", s.first)
                                                 : fmt::format("{}-{}", s.first, s.last);
@@ -236,8 +244,10 @@ NftRuleset nftRuleset(const policy::CompiledPolicy& p, const std::string& table,
       }
     }
     if (!portExact) {
-      if (anyDeny) deny.push_back(range);
-      else if (anyAllow) allow.push_back(range);
+      if (anyDeny)
+        deny.push_back(range);
+      else if (anyAllow)
+        allow.push_back(range);
     }
   };
 
@@ -262,7 +272,8 @@ NftRuleset nftRuleset(const policy::CompiledPolicy& p, const std::string& table,
   std::vector<std::string> anyDeny, anyAllow;
   for (uint32_t slot : {EW_P_TCP, EW_P_UDP})
     for (const Seg& s : segments(p, EW_GROUP_ANY + EW_INGRESS, slot)) {
-      std::string r = fmt::format("meta l4proto {} th dport {}-{}", protoName(slot), s.first, s.last);
+      std::string r =
+          fmt::format("meta l4proto {} th dport {}-{}", protoName(slot), s.first, s.last);
       (s.action == EW_ACT_DENY ? anyDeny : anyAllow).push_back(r);
     }
 
@@ -272,9 +283,9 @@ NftRuleset nftRuleset(const policy::CompiledPolicy& p, const std::string& table,
   t += fmt::format("table netdev {} {{\n", table);
   t += "  counter c_deny {}\n  counter c_allow {}\n  counter c_default {}\n";
   auto set = [&](const char* name, bool v6, const std::vector<std::string>& elems) {
-    std::string type = portExact ? fmt::format("{} . inet_proto . inet_service",
-                                               v6 ? "ipv6_addr" : "ipv4_addr")
-                                 : std::string(v6 ? "ipv6_addr" : "ipv4_addr");
+    std::string type =
+        portExact ? fmt::format("{} . inet_proto . inet_service", v6 ? "ipv6_addr" : "ipv4_addr")
+                  : std::string(v6 ? "ipv6_addr" : "ipv4_addr");
     t += fmt::format("  set {} {{\n    type {}\n    flags interval\n", name, type);
     if (!elems.empty()) {
       t += "    elements = {\n";
@@ -290,8 +301,10 @@ NftRuleset nftRuleset(const policy::CompiledPolicy& p, const std::string& table,
   set("allow6", true, allow6);
   const char* key4 = portExact ? "ip saddr . meta l4proto . th dport" : "ip saddr";
   const char* key6 = portExact ? "ip6 saddr . meta l4proto . th dport" : "ip6 saddr";
-  t += fmt::format("  chain ingress {{\n    type filter hook ingress device \"{}\" priority -500; policy accept;\n",
-                   device);
+  t += fmt::format(
+      "  chain ingress {{\n    type filter hook ingress device \"{}\" priority -500; policy "
+      "accept;\n",
+      device);
   // Host essentials pass before policy, as in the firewall (ARP; IPv6 neighbour discovery).
   t += "    ether type arp accept\n";
   t += "    icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, "

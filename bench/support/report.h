@@ -77,8 +77,9 @@ inline std::string machineLine() {
   if (load.size() > 14) load = load.substr(0, 14);
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   std::string stats = readFirstLine("/proc/sys/kernel/bpf_stats_enabled");
-  return fmt::format("{}, kernel {}, {} x {}, kernel.bpf_stats_enabled={}, load average at start {}",
-                     date, u.release, cpus, model, stats.empty() ? "?" : stats, load);
+  return fmt::format(
+      "{}, kernel {}, {} x {}, kernel.bpf_stats_enabled={}, load average at start {}", date,
+      u.release, cpus, model, stats.empty() ? "?" : stats, load);
 }
 
 // "a1b2c3d" of the source tree the benchmark was built from, "+ local changes to bpf/firewall"
