@@ -10,6 +10,8 @@ PACKAGES=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   # libraries
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libpcap-dev
+  # agent API: gRPC with mutual TLS; openssl makes the test CAs and certificates
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libssl-dev openssl
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # network namespaces, nftables for the side-by-side benchmark

@@ -11,14 +11,27 @@
 
 namespace edgeward {
 
+// The kind of failure, for callers that map errors onto protocols (gRPC status, exit codes).
+enum class ErrorCode {
+  Unknown,
+  InvalidArgument,   // bad input: policy, config, request
+  NotFound,          // a version, file or interface that does not exist
+  Conflict,          // optimistic concurrency: the state changed (apply --if-version)
+  PermissionDenied,  // the caller's role does not allow it
+  Unavailable,       // a peer or resource is not reachable right now
+  Internal,
+};
+
 // What went wrong, where, and the errno when the OS said so. Printed as one line.
 class Error {
  public:
   Error() = default;
   explicit Error(std::string message, int err = 0) : message_(std::move(message)), errno_(err) {}
+  Error(ErrorCode code, std::string message) : message_(std::move(message)), code_(code) {}
 
   const std::string& message() const { return message_; }
   int errnoValue() const { return errno_; }
+  ErrorCode code() const { return code_; }
 
   // Prefixes context: Error("no such file").context("policy.yaml") -> "policy.yaml: no such file".
   Error context(const std::string& where) const& {
@@ -35,6 +48,7 @@ class Error {
  private:
   std::string message_;
   int errno_ = 0;
+  ErrorCode code_ = ErrorCode::Unknown;
 };
 
 template <typename T = void>
@@ -42,6 +56,10 @@ using Result = std::expected<T, Error>;
 
 inline std::unexpected<Error> fail(std::string message, int err = 0) {
   return std::unexpected(Error(std::move(message), err));
+}
+
+inline std::unexpected<Error> fail(ErrorCode code, std::string message) {
+  return std::unexpected(Error(code, std::move(message)));
 }
 
 template <typename... Args>

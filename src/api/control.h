@@ -1,0 +1,97 @@
+// What the API needs from the agent. The agent implements it; the gRPC service (and any other
+// front end) adapts requests onto it. No business logic lives in src/api.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "policy/diff.h"
+
+namespace edgeward::api {
+
+enum class Role { Viewer, Admin };
+
+// Who is calling: from the client certificate (CN or URI SAN) over mTLS, or "local:uid=N" on the
+// unix socket (whose 0600 mode already limits it to root: local callers are admins).
+struct Caller {
+  std::string identity;
+  Role role = Role::Viewer;
+};
+
+struct VersionInfo {
+  uint64_t version = 0;   // monotonically increasing; 0 = no policy yet
+  std::string hash;       // "sha256:<hex>" of the policy text
+  std::string author;     // Caller::identity of whoever applied it
+  int64_t appliedAtMs = 0;  // unix time, milliseconds
+  std::string name;       // metadata.name
+  std::string origin;     // "apply", "rollback from N", "upstream <addr>", "startup"
+};
+
+struct ApplyRequest {
+  std::string yaml;
+  std::string source = "policy.yaml";  // file name for error messages
+  std::optional<uint64_t> ifVersion;   // refuse with ErrorCode::Conflict unless current
+  bool dryRun = false;
+};
+
+struct ApplyResult {
+  VersionInfo version;     // the new version, or the current one when dry-run / unchanged
+  policy::PolicyDiff diff;  // from the current policy to the requested one
+  bool changed = false;    // false for dry-run and for a policy identical to the current one
+  double applyMs = 0;      // parse + compile + map writes + switch
+};
+
+struct InterfaceStatus {
+  std::string name;
+  std::string netns;  // empty: the agent's namespace
+  std::string mode;   // "xdp-native", "xdp-generic", "tcx"
+  bool attached = false;
+};
+
+struct Status {
+  VersionInfo policy;
+  std::vector<InterfaceStatus> interfaces;
+  std::string programTag;     // kernel tag of the active firewall program
+  std::string programLoadedAt;
+  uint64_t packetsPassed = 0, packetsDropped = 0;
+  uint64_t conntrackEntries = 0;
+  std::string upstream;       // "" (none), "connected <addr>", "disconnected <addr>: <why>"
+  int64_t startedAtMs = 0;
+  bool synLimit = true;       // run-time switch
+};
+
+struct WatchEvent {
+  enum class Kind { PolicyApplied, PolicyRolledBack, ProgramReplaced, UpstreamChanged };
+  Kind kind = Kind::PolicyApplied;
+  VersionInfo version;
+  std::string message;
+  int64_t atMs = 0;
+};
+
+// Keeps a watch subscription alive; destroying it unsubscribes.
+class Subscription {
+ public:
+  virtual ~Subscription() = default;
+};
+
+class AgentControl {
+ public:
+  virtual ~AgentControl() = default;
+  virtual Result<ApplyResult> applyPolicy(const Caller& who, const ApplyRequest& req) = 0;
+  // The policy text and its version; nullopt = the active one.
+  virtual Result<std::pair<VersionInfo, std::string>> getPolicy(std::optional<uint64_t> v) = 0;
+  virtual Result<policy::PolicyDiff> diffPolicy(const std::string& yaml,
+                                                const std::string& source) = 0;
+  // Back to `to`, or to the version before the active one.
+  virtual Result<VersionInfo> rollbackPolicy(const Caller& who, std::optional<uint64_t> to) = 0;
+  virtual Result<std::vector<VersionInfo>> listVersions() = 0;
+  virtual Result<Status> status() = 0;
+  virtual std::unique_ptr<Subscription> watch(std::function<void(const WatchEvent&)> fn) = 0;
+};
+
+}  // namespace edgeward::api
