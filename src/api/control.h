@@ -92,6 +92,11 @@ class AgentControl {
   virtual Result<std::vector<VersionInfo>> listVersions() = 0;
   virtual Result<Status> status() = 0;
   virtual std::unique_ptr<Subscription> watch(std::function<void(const WatchEvent&)> fn) = 0;
+  // Replaces the firewall program with the BPF object at objectPath ("" = the installed one),
+  // keeping maps and attachments; returns a one-line report ("program tag a1b2.. -> c3d4..").
+  virtual Result<std::string> upgradeProgram(const Caller& who, const std::string& objectPath) = 0;
+  // Run-time switches; a field left nullopt keeps its value.
+  virtual Result<void> setSwitches(const Caller& who, std::optional<bool> synLimit) = 0;
 };
 
 }  // namespace edgeward::api
