@@ -1,0 +1,285 @@
+#include "common/yaml_reader.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <map>
+#include <sstream>
+
+#include <yaml-cpp/eventhandler.h>
+
+#include "common/unique_fd.h"
+
+#define EW_CHECK(expr)                                                                  \
+  do {                                                                                  \
+    if (auto ew_check_ = (expr); !ew_check_) return std::unexpected(ew_check_.error()); \
+  } while (0)
+
+namespace edgeward::yaml {
+namespace {
+
+// Notes where a document starts and whether it holds anything but an empty value.
+class DocumentProbe : public YAML::EventHandler {
+ public:
+  YAML::Mark start = YAML::Mark::null_mark();
+  YAML::Mark first = YAML::Mark::null_mark();  // first node
+  bool content = false;
+
+  void OnDocumentStart(const YAML::Mark& m) override { start = m; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m, false); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m, true); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    node(m, true);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(m, true);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(m, true);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark& m, bool isContent) {
+    if (first.is_null()) first = m;
+    content = content || isContent;
+  }
+};
+
+}  // namespace
+
+// Optimal string alignment distance: Levenshtein plus adjacent transpositions ("form"/"from").
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+std::string didYouMean(const std::optional<std::string>& s) {
+  return s ? fmt::format(" (did you mean \"{}\"?)", *s) : std::string();
+}
+
+std::string quoted(std::string_view s) {
+  constexpr size_t kMax = 40;
+  if (s.size() > kMax) {
+    size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // UTF-8
+    return fmt::format("\"{}...\"", s.substr(0, cut));
+  }
+  return fmt::format("\"{}\"", s);
+}
+
+// How a node looks to the user, for "expected X, got Y".
+std::string describe(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+      return "an empty value";
+    case YAML::NodeType::Scalar:
+      return quoted(n.Scalar());
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "nothing";
+}
+
+// Errors are one line: control characters from quoted YAML strings are shown escaped.
+std::string oneLine(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if ((unsigned char)c < 0x20 || c == 0x7f) {
+      out += fmt::format("\\x{:02x}", (unsigned char)c);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+bool isDigits(std::string_view s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+std::string join(const std::string& path, std::string_view field) {
+  return path.empty() ? std::string(field) : fmt::format("{}.{}", path, field);
+}
+
+std::string index(const std::string& path, size_t i) { return fmt::format("{}[{}]", path, i); }
+
+Result<std::string> readFile(const std::string& path, size_t maxBytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return failErrno(path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return failErrno(path);
+  if (S_ISDIR(st.st_mode)) return failErrno(path, EISDIR);
+
+  // Read to EOF rather than trusting st_size, so pipes and /proc-like files work too.
+  std::string text;
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return failErrno(path);
+    }
+    if (n == 0) break;
+    if (text.size() + size_t(n) > maxBytes)
+      return failf("{}: file is larger than {} MiB", path, maxBytes >> 20);
+    text.append(buf, size_t(n));
+  }
+  return text;
+}
+
+Result<YAML::Node> Reader::load() {
+  try {
+    EW_CHECK(checkDocuments());
+    return YAML::Load(std::string(text_));
+  } catch (const YAML::Exception& e) {
+    return syntaxError(e.mark, e.msg);
+  }
+}
+
+// 1-based line of a node. yaml-cpp marks an empty (null) value at the token after it, often on
+// a later line, so for those we take the line of the last thing written before it: the
+// "key:" or "-" the empty value belongs to.
+int Reader::line(const YAML::Node& n) {
+  const YAML::Mark m = n.Mark();
+  if (m.is_null()) return 1;
+  if (!n.IsNull()) return m.line + 1;
+  if (lines_.empty()) {
+    size_t start = 0;
+    while (true) {
+      size_t nl = text_.find('\n', start);
+      lines_.push_back(text_.substr(start, nl == std::string_view::npos ? nl : nl - start));
+      if (nl == std::string_view::npos) break;
+      start = nl + 1;
+    }
+  }
+  auto blank = [](std::string_view s) {
+    size_t i = s.find_first_not_of(" \t\r");
+    return i == std::string_view::npos || s[i] == '#';
+  };
+  int l = m.line;
+  if (l >= int(lines_.size())) l = int(lines_.size()) - 1;
+  if (l == m.line && !blank(lines_[l].substr(0, size_t(m.column)))) return l + 1;
+  for (--l; l >= 0; --l)
+    if (!blank(lines_[l])) return l + 1;
+  return m.line + 1;
+}
+
+std::unexpected<Error> Reader::error(const YAML::Node& at, std::string_view path,
+                                     std::string_view problem) {
+  return fail(oneLine(fmt::format("{}:{}: {}: {}", source_, line(at), path, problem)));
+}
+
+Result<void> Reader::expect(const YAML::Node& n, YAML::NodeType::value type,
+                            const std::string& path, std::string_view what) {
+  if (n.Type() == type) return {};
+  return error(n, path, fmt::format("expected {}, got {}", what, describe(n)));
+}
+
+// A scalar as text; an empty value reads as "".
+Result<std::string> Reader::text(const YAML::Node& n, const std::string& path) {
+  if (n.IsNull()) return std::string();
+  EW_CHECK(expect(n, YAML::NodeType::Scalar, path, "a string"));
+  return n.Scalar();
+}
+
+// Checks that `node` is a map whose keys are all known and none repeats.
+Result<Fields> Reader::fields(const YAML::Node& node, const std::string& path,
+                              std::span<const std::string_view> known,
+                              const MisplacedHint& misplaced) {
+  EW_CHECK(
+      expect(node, YAML::NodeType::Map, path.empty() ? std::string(kDocumentPath) : path, "a map"));
+  Fields out;
+  std::map<std::string, int, std::less<>> seen;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    // Copies: it-> points into a temporary that dies with the statement.
+    const YAML::Node key = it->first;
+    if (!key.IsScalar())
+      return error(key, path.empty() ? kDocumentPath : path,
+                   fmt::format("expected a field name, got {}", describe(key)));
+    const std::string& name = key.Scalar();
+    std::string fieldPath = join(path, name);
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      if (misplaced) {
+        if (std::string why = misplaced(name); !why.empty()) return error(key, fieldPath, why);
+      }
+      return error(
+          key, fieldPath,
+          fmt::format("unknown field {}{}", quoted(name), didYouMean(suggest(name, known))));
+    }
+    if (auto s = seen.find(name); s != seen.end())
+      return error(key, fieldPath,
+                   fmt::format("duplicate field \"{}\" (first on line {})", name, s->second));
+    seen.emplace(name, line(key));
+    out.add(name, Field{key, it->second});
+  }
+  return out;
+}
+
+Result<Field> Reader::required(const Fields& f, const YAML::Node& map, const std::string& path,
+                               std::string_view name) {
+  if (const Field* field = f.find(name)) return *field;
+  return error(map, join(path, name), "required field is missing");
+}
+
+std::unexpected<Error> Reader::syntaxError(const YAML::Mark& mark, std::string_view msg) {
+  int line = mark.is_null() ? 1 : mark.line + 1;
+  return fail(oneLine(fmt::format("{}:{}: YAML syntax error: {}", source_, line, msg)));
+}
+
+// One pass over the document events, before building nodes: a policy is one document. This
+// also guards against yaml-cpp 0.7, whose YAML::LoadAll() never returns on a stray "," at
+// document level (the parser reports the same empty document forever without moving on).
+Result<void> Reader::checkDocuments() {
+  std::istringstream in{std::string(text_)};
+  YAML::Parser parser(in);
+  std::optional<YAML::Mark> previousStart;
+  for (int i = 0;; ++i) {
+    DocumentProbe probe;
+    if (!parser.HandleNextDocument(probe)) break;
+    if (previousStart && probe.start.pos == previousStart->pos) {
+      const YAML::Mark& m = probe.start;
+      if (m.pos >= 0 && size_t(m.pos) < text_.size() && text_[size_t(m.pos)] > ' ')
+        return syntaxError(m, fmt::format("unexpected \"{}\"", text_[size_t(m.pos)]));
+      return syntaxError(m, "the parser cannot continue here");
+    }
+    previousStart = probe.start;
+    // A trailing "---" makes an empty second document; tolerate that, not a second policy.
+    if (i > 0 && probe.content) {
+      return fail(
+          fmt::format("{}:{}: {}: a policy file holds one YAML document, found a "
+                      "second one here",
+                      source_, probe.first.line + 1, kDocumentPath, what_));
+    }
+  }
+  return {};
+}
+
+}  // namespace edgeward::yaml
