@@ -915,6 +915,14 @@ Result<LinkInfo> FirewallProgram::linkInfo(int linkFd) {
   return out;
 }
 
+Result<void> FirewallProgram::detachLink(int linkFd) {
+  if (bpf_link_detach(linkFd) == 0) return {};
+  int err = errno;
+  auto info = linkInfo(linkFd);
+  if (info && info->ifindex == 0) return {};
+  return failErrno(fmt::format("detaching link {}", info ? info->id : 0), err);
+}
+
 Result<void> FirewallProgram::pinPrograms() const {
   if (opts_.pinDir.empty())
     return fail("pinning programs: the program was loaded without a pinDir");
@@ -1033,8 +1041,7 @@ Result<std::vector<RemovedPin>> FirewallProgram::resetPins(const std::string& pi
       what += info->ifindex ? fmt::format(" on ifindex {}", info->ifindex)
                             : std::string(" (interface gone)");
     }
-    if (bpf_link_detach(fd.get()) != 0 && !(info && info->ifindex == 0))
-      return failErrno(fmt::format("detaching link {}", path));
+    if (auto d = detachLink(fd.get()); !d) return std::unexpected(d.error().context(path));
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
       return failErrno(fmt::format("removing {}", path));
     removed.push_back({path, what + ", detached"});

@@ -180,6 +180,9 @@ class FirewallProgram {
   Result<void> updateLink(int linkFd, Hook h, int expectedOldProgFd = -1) const;
   static Result<void> updateLinkTo(int linkFd, int newProgFd, int expectedOldProgFd = -1);
   static Result<LinkInfo> linkInfo(int linkFd);
+  // Detaches a link from its hook now, whoever else holds it (bpf_link_detach). A link whose
+  // interface is already gone counts as detached.
+  static Result<void> detachLink(int linkFd);
 
   // (Re)pins this object's programs under <pinDir>/progs, each replaced atomically (rename).
   Result<void> pinPrograms() const;

@@ -52,7 +52,8 @@ struct Decision {
 
 class Compiler {
  public:
-  Compiler(const Policy& p, const CompileLimits& l) : policy_(p), limits_(l) {}
+  Compiler(const Policy& p, const CompileLimits& l, const CompiledPolicy* previous)
+      : policy_(p), limits_(l), previous_(previous) {}
 
   Result<CompiledPolicy> run() {
     out_.hdr.default_action = policy_.defaultAction == Action::Allow ? EW_ACT_ALLOW : EW_ACT_DENY;
@@ -71,9 +72,17 @@ class Compiler {
     groupRules_.resize(EW_GROUP_FIRST);
     groupRules_[EW_GROUP_ANY + EW_INGRESS] = anyRules_[EW_INGRESS];
     groupRules_[EW_GROUP_ANY + EW_EGRESS] = anyRules_[EW_EGRESS];
+    if (previous_) {
+      // Offer the previous ids; the ones this policy does not use are emptied below.
+      for (size_t g = EW_GROUP_FIRST; g < previous_->groupRules.size(); g++) {
+        groupRules_.push_back(previous_->groupRules[g]);
+        if (!groupRules_.back().empty()) groupIds_.emplace(groupRules_.back(), g);
+      }
+    }
 
     buildFamily<uint32_t>(Family::V4);
     buildFamily<U128>(Family::V6);
+    if (previous_ && !dropUnusedGroups()) return Compiler(policy_, limits_, nullptr).run();
     if (out_.iv4.size() > limits_.maxIntervals4)
       return failf("policy needs {} IPv4 intervals; the capacity is {}", out_.iv4.size(),
                    limits_.maxIntervals4);
@@ -89,6 +98,7 @@ class Compiler {
                    limits_.maxPortEntries);
 
     out_.hdr.n_groups = static_cast<uint32_t>(groupRules_.size());
+    out_.groupRules = groupRules_;
     auto& st = out_.stats;
     st.identities = policy_.identities.size();
     st.rules = out_.rules.size();
@@ -122,6 +132,20 @@ class Compiler {
     };
     add(policy_.ingress, EW_INGRESS);
     add(policy_.egress, EW_EGRESS);
+  }
+
+  // Previous ids no interval uses any more are emptied (no port table). Returns false when
+  // they are most of the table: then numbering should start afresh.
+  bool dropUnusedGroups() {
+    std::vector<bool> used(groupRules_.size(), false);
+    for (uint32_t g = 0; g < EW_GROUP_FIRST; g++) used[g] = true;
+    for (const auto& iv : out_.iv4) used[iv.grp[0]] = used[iv.grp[1]] = true;
+    for (const auto& iv : out_.iv6) used[iv.grp[0]] = used[iv.grp[1]] = true;
+    size_t unused = std::count(used.begin(), used.end(), false);
+    if (unused > groupRules_.size() / 2) return false;
+    for (size_t g = 0; g < used.size(); g++)
+      if (!used[g]) groupRules_[g].clear();
+    return true;
   }
 
   uint32_t groupOf(std::vector<uint32_t> rules) {
@@ -337,6 +361,7 @@ class Compiler {
 
   const Policy& policy_;
   const CompileLimits& limits_;
+  const CompiledPolicy* previous_;
   CompiledPolicy out_;
   std::vector<std::array<std::vector<uint32_t>, EW_DIRS>> identityRules_;
   std::array<std::vector<uint32_t>, EW_DIRS> anyRules_;
@@ -353,8 +378,9 @@ uint32_t CompiledPolicy::ruleId(std::string_view name) const {
   return EW_RULE_NONE;
 }
 
-Result<CompiledPolicy> compile(const Policy& policy, const CompileLimits& limits) {
-  return Compiler(policy, limits).run();
+Result<CompiledPolicy> compile(const Policy& policy, const CompileLimits& limits,
+                               const CompiledPolicy* previous) {
+  return Compiler(policy, limits, previous).run();
 }
 
 std::string_view reasonName(uint8_t reason) {

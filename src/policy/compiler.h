@@ -47,6 +47,7 @@ struct CompiledPolicy {
   std::vector<ew_grp> grp;  // n_groups * EW_P_COUNT
   std::vector<ew_piv> piv;
   std::vector<RuleInfo> rules;  // indexed by rule id: ingress rules, then egress, file order
+  std::vector<std::vector<uint32_t>> groupRules;  // rule ids of each group (empty: unused id)
   CompileStats stats;
 
   uint32_t groups() const { return hdr.n_groups; }
@@ -54,7 +55,10 @@ struct CompiledPolicy {
   uint32_t ruleId(std::string_view name) const;
 };
 
-Result<CompiledPolicy> compile(const Policy& policy, const CompileLimits& limits = {});
+// With `previous`, groups keep the ids they had there, so a small change to a large policy
+// changes few map entries (the data plane writes only what differs).
+Result<CompiledPolicy> compile(const Policy& policy, const CompileLimits& limits = {},
+                               const CompiledPolicy* previous = nullptr);
 
 // Names of enum ew_reason values ("rule-allow", "default-deny", ...), for output and docs.
 std::string_view reasonName(uint8_t reason);
