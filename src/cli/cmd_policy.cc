@@ -1,8 +1,16 @@
 // edgeward policy check FILE
+// edgeward policy export --format nft [-o OUT] FILE
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "common/unique_fd.h"
 #include "policy/compiler.h"
+#include "policy/nft_export.h"
 #include "policy/policy.h"
 
 namespace edgeward::cli {
@@ -51,6 +59,42 @@ void check(const std::string& file, const std::string& output) {
              humanBytes(st.bytes));
 }
 
+// Writes `text` to `path` through a temporary file and a rename, so OUT is either the old file or
+// the whole new one (it may be loaded by `nft -f` at any time).
+Result<void> writeFileAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) return failErrno(path);
+  for (size_t done = 0; done < text.size();) {
+    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::unlink(tmp.c_str());
+      return failErrno(path, err);
+    }
+    done += size_t(n);
+  }
+  if (::fsync(fd.get()) != 0 || ::close(fd.release()) != 0 || ::rename(tmp.c_str(), path.c_str())) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return failErrno(path, err);
+  }
+  return {};
+}
+
+void exportPolicy(const std::string& file, const std::string& out,
+                  const policy::NftOptions& options) {
+  orExit(policy::checkNftOptions(options));
+  auto policy = orExit(policy::loadPolicyFile(file));
+  const std::string text = policy::exportNft(policy, options);
+  if (out.empty() || out == "-") {
+    fwrite(text.data(), 1, text.size(), stdout);
+    return;
+  }
+  orExit(writeFileAtomically(out, text));
+}
+
 }  // namespace
 
 void addPolicyCommands(CLI::App& app) {
@@ -61,6 +105,21 @@ void addPolicyCommands(CLI::App& app) {
   chk->add_option("FILE", file, "Policy file (YAML)")->required();
   chk->add_option("-o,--output", output, "Output format")->check(CLI::IsMember({"table", "json"}));
   chk->callback([] { check(file, output); });
+
+  auto* exp = policy->add_subcommand(
+      "export", "Write a policy as an nftables ruleset (load it with nft -f; see docs/policy.md)");
+  static std::string exportFile, exportOut, format = "nft";
+  static policy::NftOptions nft;
+  exp->add_option("FILE", exportFile, "Policy file (YAML)")->required();
+  exp->add_option("--format", format, "Output format")
+      ->check(CLI::IsMember({"nft"}))
+      ->capture_default_str();
+  exp->add_option("-o,--output", exportOut, "Write to this file instead of standard output");
+  exp->add_option("--device", nft.device,
+                  "Filter one device's frames (netdev ingress/egress hooks, no conntrack) instead "
+                  "of the host's own traffic (inet input/output hooks)");
+  exp->add_option("--table", nft.table, "nftables table name")->capture_default_str();
+  exp->callback([] { exportPolicy(exportFile, exportOut, nft); });
 }
 
 }  // namespace edgeward::cli
