@@ -21,11 +21,16 @@ Result<std::string> readFile(const std::string& path, const char* what) {
   return s.str();
 }
 
-Error toError(const grpc::Status& s) {
+Error toError(const grpc::Status& s, const std::string& server) {
   std::string msg = s.error_message();
   for (auto& c : msg)
     if (c == '\n' || c == '\r') c = ' ';
   if (msg.empty()) msg = fmt::format("gRPC status {}", static_cast<int>(s.error_code()));
+  // gRPC's own words for "no connection" (socket missing, TLS handshake refused) do not say
+  // which agent; the agent's own UNAVAILABLE messages pass unchanged.
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      msg.starts_with("failed to connect to all addresses"))
+    msg = fmt::format("cannot reach the agent at {}: {}", server, msg);
   return Error(convert::fromGrpcCode(s.error_code()), std::move(msg));
 }
 
@@ -48,7 +53,7 @@ struct AgentClient::Impl {
     prepare(ctx);
     Resp resp;
     auto s = (stub.get()->*method)(&ctx, req, &resp);
-    if (!s.ok()) return std::unexpected(toError(s));
+    if (!s.ok()) return std::unexpected(toError(s, options.server));
     return fill(resp);
   }
 };
@@ -180,7 +185,7 @@ Result<void> AgentClient::watch(const std::function<bool(const WatchEvent&)>& on
   auto s = reader->Finish();
   if (s.ok() || stopped || (stop.stop_requested() && s.error_code() == grpc::StatusCode::CANCELLED))
     return {};
-  return std::unexpected(toError(s));
+  return std::unexpected(toError(s, impl_->options.server));
 }
 
 }  // namespace edgeward::api

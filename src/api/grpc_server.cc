@@ -98,16 +98,6 @@ struct WatchBox {
 
 enum class Access { Read, Write };
 
-}  // namespace
-
-std::optional<Role> parseRole(std::string_view name) {
-  if (name == "viewer") return Role::Viewer;
-  if (name == "admin") return Role::Admin;
-  return std::nullopt;
-}
-
-std::string_view roleName(Role r) { return r == Role::Admin ? "admin" : "viewer"; }
-
 // State shared by both listeners' services.
 struct Shared {
   AgentControl& control;
@@ -123,8 +113,6 @@ struct Shared {
       fmt::print(stderr, "edgeward: {}\n", line);
   }
 };
-
-namespace {
 
 class Service final : public v1::Agent::Service {
  public:
@@ -448,5 +436,13 @@ void ApiServer::shutdown() {
 }
 
 int ApiServer::tcpPort() const { return impl_->tcpPort; }
+
+std::optional<Role> parseRole(std::string_view name) {
+  if (name == "viewer") return Role::Viewer;
+  if (name == "admin") return Role::Admin;
+  return std::nullopt;
+}
+
+std::string_view roleName(Role r) { return r == Role::Admin ? "admin" : "viewer"; }
 
 }  // namespace edgeward::api

@@ -8,6 +8,7 @@
 namespace edgeward::cli {
 
 void addPolicyCommands(CLI::App& app);
+void addClientCommands(CLI::App& app);  // needs addPolicyCommands first
 void addVerdictCommand(CLI::App& app);
 void addRunCommand(CLI::App& app);
 void addDemoCommand(CLI::App& app);

@@ -8,6 +8,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "edgeward 0.1.0");
   edgeward::cli::addPolicyCommands(app);
+  edgeward::cli::addClientCommands(app);
   edgeward::cli::addVerdictCommand(app);
   edgeward::cli::addRunCommand(app);
   edgeward::cli::addDemoCommand(app);

@@ -5,8 +5,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -19,6 +21,7 @@
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
 
 #include "api/grpc_client.h"
 #include "api/grpc_server.h"
@@ -722,6 +725,151 @@ TEST_F(ApiTest, UnknownIdentityCannotWatch) {
   EXPECT_FALSE(reader->Read(&e));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(control_.watchers(), 0u);
+}
+
+// --- the CLI against the API --------------------------------------------------------------------
+
+struct Output {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+Output run(const std::string& args) {
+  std::string cmd = std::string(EW_EDGEWARD_BIN) + " " + args + " 2>&1";
+  Output o;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return o;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
+  int st = pclose(p);
+  o.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return o;
+}
+
+class CliTest : public ApiTest {
+ protected:
+  std::string local() const { return " --server unix://" + unixPath_; }
+  std::string as(const std::string& who) const {
+    return " --server " + tcp() + " --ca " + gPki->file("ca.crt") + " --cert " +
+           gPki->file(who + ".crt") + " --key " + gPki->file(who + ".key");
+  }
+  std::string policyFile(const std::string& defaultAction = "deny") {
+    std::string path = gPki->file("cli-" + defaultAction + ".yaml");
+    std::ofstream(path) << policyYaml(defaultAction);
+    return path;
+  }
+};
+
+TEST_F(CliTest, ApplyGetVersionsStatusOverTheUnixSocket) {
+  auto file = policyFile();
+  auto o = run("policy apply " + file + local());
+  ASSERT_EQ(o.code, 0) << o.out;
+  EXPECT_NE(o.out.find("+ identity db (2 prefixes)"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("applied policy \"p\" as version 1"), std::string::npos) << o.out;
+  EXPECT_EQ(control_.lastApply().source, file);
+
+  o = run("policy get" + local());
+  EXPECT_EQ(o.code, 0) << o.out;
+  EXPECT_EQ(o.out, policyYaml());
+
+  o = run("policy versions -o json" + local());
+  ASSERT_EQ(o.code, 0) << o.out;
+  auto v = nlohmann::json::parse(o.out);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0]["version"], 1);
+  EXPECT_TRUE(v[0]["author"].get<std::string>().starts_with("local"));
+
+  o = run("status -o json" + local());
+  ASSERT_EQ(o.code, 0) << o.out;
+  auto st = nlohmann::json::parse(o.out);
+  EXPECT_EQ(st["policy"]["version"], 1);
+  EXPECT_EQ(st["program"]["tag"], "a1b2c3d4e5f60718");
+  EXPECT_EQ(st["packets"]["dropped"], 3);
+
+  o = run("status" + local());
+  EXPECT_EQ(o.code, 0) << o.out;
+  EXPECT_NE(o.out.find("eth0 xdp-native attached"), std::string::npos) << o.out;
+}
+
+TEST_F(CliTest, DryRunAndDiffChangeNothing) {
+  auto o = run("policy apply --dry-run " + policyFile() + local());
+  ASSERT_EQ(o.code, 0) << o.out;
+  EXPECT_NE(o.out.find("nothing applied"), std::string::npos) << o.out;
+  o = run("policy diff -o json " + policyFile() + local());
+  ASSERT_EQ(o.code, 0) << o.out;
+  auto d = nlohmann::json::parse(o.out);
+  EXPECT_EQ(d["identityChanges"][0]["added"][1], "fd00::/8");
+  EXPECT_EQ(run("policy versions" + local()).out, "no policy applied yet\n");
+}
+
+TEST_F(CliTest, ExitCodesSayWhatWentWrong) {
+  ASSERT_EQ(run("policy apply " + policyFile() + local()).code, 0);
+
+  auto o = run("policy apply --if-version 7 " + policyFile("allow") + local());
+  EXPECT_EQ(o.code, 3) << o.out;
+  EXPECT_EQ(o.out, "edgeward: policy is at version 1, not 7\n");
+
+  auto bad = policyFile("maybe");
+  o = run("policy apply " + bad + local());
+  EXPECT_EQ(o.code, 1) << o.out;
+  EXPECT_EQ(o.out, "edgeward: " + bad + ":6: spec.defaultAction: \"maybe\" is not allow or deny\n");
+
+  o = run("policy apply " + policyFile() + as("viewer"));
+  EXPECT_EQ(o.code, 4) << o.out;
+  EXPECT_EQ(o.out, std::string("edgeward: ApplyPolicy needs the admin role; \"") + kViewerUri +
+                       "\" is a viewer\n");
+
+  o = run("status --server unix://" + gPki->file("nobody.sock"));
+  EXPECT_EQ(o.code, 5) << o.out;
+  EXPECT_EQ(std::count(o.out.begin(), o.out.end(), '\n'), 1) << o.out;
+
+  o = run("status --server " + tcp());
+  EXPECT_EQ(o.code, 1) << o.out;
+  EXPECT_NE(o.out.find("needs mutual TLS"), std::string::npos) << o.out;
+
+  o = run("policy get --version 9" + local());
+  EXPECT_EQ(o.code, 1) << o.out;
+  EXPECT_EQ(o.out, "edgeward: no policy version 9\n");
+}
+
+TEST_F(CliTest, AdminOverMutualTls) {
+  auto o = run("policy apply -o json " + policyFile() + as("admin"));
+  ASSERT_EQ(o.code, 0) << o.out;
+  auto j = nlohmann::json::parse(o.out);
+  EXPECT_EQ(j["version"]["author"], "admin-alice");
+  EXPECT_EQ(j["changed"], true);
+
+  o = run("program set --syn-limit off" + as("admin"));
+  EXPECT_EQ(o.code, 0) << o.out;
+  EXPECT_EQ(o.out, "syn limit off\n");
+  o = run("program upgrade --object /opt/fw.o" + as("admin"));
+  EXPECT_EQ(o.code, 0) << o.out;
+  EXPECT_EQ(o.out, "program tag a1b2c3d4e5f60718 -> 0f0e0d0c0b0a0908\n");
+  o = run("policy rollback --to 1" + as("admin"));
+  EXPECT_EQ(o.code, 0) << o.out;
+  EXPECT_NE(o.out.find("version 2 is active (rollback from 1"), std::string::npos) << o.out;
+  o = run("status -o json" + as("viewer"));
+  ASSERT_EQ(o.code, 0) << o.out;
+  EXPECT_EQ(nlohmann::json::parse(o.out)["switches"]["synLimit"], false);
+}
+
+TEST_F(CliTest, WatchPrintsJsonLinesUntilInterrupted) {
+  Output o;
+  std::thread t([&] {
+    o = run("policy versions" + local() + " >/dev/null; timeout --preserve-status -s INT 4 " +
+            EW_EDGEWARD_BIN + " watch -o json" + local());
+  });
+  for (int i = 0; i < 200 && control_.watchers() == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(control_.watchers(), 1u);
+  auto admin = client("admin");
+  ASSERT_TRUE(admin.applyPolicy({policyYaml()}));
+  t.join();
+  EXPECT_EQ(o.code, 0) << o.out;
+  auto j = nlohmann::json::parse(o.out);
+  EXPECT_EQ(j["kind"], "policy-applied");
+  EXPECT_EQ(j["version"]["version"], 1);
+  EXPECT_EQ(j["message"], "applied by admin-alice");
 }
 
 }  // namespace
