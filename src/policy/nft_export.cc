@@ -206,6 +206,9 @@ class Exporter {
       line(
           "# netdev hooks see frames before connection tracking: replies are judged by the "
           "rules.");
+    if (policy_.synFlood)
+      line("# Not exported: synFlood ({}/s burst {} per source); see docs/policy.md.",
+           policy_.synFlood->perSourcePps, policy_.synFlood->burst);
     line("# `nft -f` on this file replaces table {} {} and nothing else.", family, opt_.table);
     line("table {} {} {{}}", family, opt_.table);
     line("delete table {} {}", family, opt_.table);

@@ -325,6 +325,13 @@ TEST(NftExport, LongRuleNamesAreCutToTheCommentLimit) {
       has(t, fmt::format("comment \"{} (port-dependent fragment)\"", std::string(128 - 26, 'r'))));
 }
 
+TEST(NftExport, SynFloodIsNamedAsNotExported) {
+  EXPECT_FALSE(has(exportNft(kPolicy), "synFlood"));
+  Policy p = kPolicy;
+  p.synFlood = SynFlood{100, 20};
+  EXPECT_TRUE(has(exportNft(p), "\n# Not exported: synFlood (100/s burst 20 per source)"));
+}
+
 TEST(NftExport, PolicyNameCannotBreakOutOfTheHeaderComment) {
   Policy p = kPolicy;
   p.name = "x\ntable ip evil {}";
