@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdarg>
 #include <cstring>
 #include <filesystem>
@@ -106,17 +107,19 @@ size_t countHash(int fd, size_t keySize) {
 }
 
 // libbpf reports why a load failed (the verifier log, a map it could not reuse) only through
-// its print callback. While a load runs, its messages are captured, still passed on to the
-// callback that was installed before, so errors can say why.
+// its print callback. While loads run, their messages are captured per thread (loads may run
+// in parallel) and still passed on to the callback installed before, so errors can say why.
 class LibbpfLog {
  public:
-  LibbpfLog() : lock_(mutex()) {
+  LibbpfLog() {
+    std::lock_guard lock(mutex());
+    if (users()++ == 0) previous().store(libbpf_set_print(&LibbpfLog::print));
     current() = &text_;
-    previous() = libbpf_set_print(&LibbpfLog::print);
   }
   ~LibbpfLog() {
-    libbpf_set_print(previous());
     current() = nullptr;
+    std::lock_guard lock(mutex());
+    if (--users() == 0) libbpf_set_print(previous().load());
   }
   LibbpfLog(const LibbpfLog&) = delete;
   LibbpfLog& operator=(const LibbpfLog&) = delete;
@@ -169,17 +172,21 @@ class LibbpfLog {
     static std::mutex m;
     return m;
   }
+  static int& users() {
+    static int n = 0;
+    return n;
+  }
   static std::string*& current() {
-    static std::string* s = nullptr;
+    thread_local std::string* s = nullptr;
     return s;
   }
-  static libbpf_print_fn_t& previous() {
-    static libbpf_print_fn_t p = nullptr;
+  static std::atomic<libbpf_print_fn_t>& previous() {
+    static std::atomic<libbpf_print_fn_t> p{nullptr};
     return p;
   }
   static int print(enum libbpf_print_level level, const char* format, va_list args) {
     int n = 0;
-    if (auto* prev = previous()) {
+    if (auto* prev = previous().load()) {
       va_list copy;
       va_copy(copy, args);
       n = prev(level, format, copy);
@@ -207,7 +214,6 @@ class LibbpfLog {
     return n;
   }
 
-  std::lock_guard<std::mutex> lock_;
   std::string text_;
 };
 
@@ -825,15 +831,35 @@ Result<UniqueFd> FirewallProgram::attach(Hook h, int ifindex, XdpMode mode) {
   return UniqueFd(link);
 }
 
+namespace {
+// bpffs refuses '.' in names (reserved for its own files), and VLAN interfaces have one
+// ("eth0.100"): '%' and '.' are escaped so names stay distinct.
+std::string pinEscape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '%')
+      out += "%25";
+    else if (c == '.')
+      out += "%2e";
+    else
+      out += c;
+  }
+  return out;
+}
+}  // namespace
+
 std::string FirewallProgram::linkPinName(std::string_view netns, std::string_view ifname, Hook h) {
-  if (netns.empty()) return fmt::format("{}-{}", ifname, hookName(h));
-  return fmt::format("{}.{}-{}", netns, ifname, hookName(h));
+  // An interface name cannot hold ':', so the last ':' separates the namespace.
+  if (netns.empty()) return fmt::format("{}-{}", pinEscape(ifname), hookName(h));
+  return fmt::format("{}:{}-{}", pinEscape(netns), pinEscape(ifname), hookName(h));
 }
 
 namespace {
 // Pins fd at path, replacing what is there in one step (pin beside it, then rename over it).
 Result<void> pinReplacing(int fd, const std::string& path) {
-  const std::string tmp = path + ".new";
+  if (fs::path(path).filename().string().find('.') != std::string::npos)
+    return failf("pinning {}: bpffs refuses '.' in names (see FirewallProgram::linkPinName)", path);
+  const std::string tmp = path + kPinTempSuffix;
   ::unlink(tmp.c_str());
   if (bpf_obj_pin(fd, tmp.c_str())) return failErrno(fmt::format("pinning {}", tmp));
   if (::rename(tmp.c_str(), path.c_str())) {
@@ -853,7 +879,7 @@ Result<std::string> FirewallProgram::pinLink(int linkFd, std::string_view name) 
     path = std::string(name);
     EW_TRY(made, makePinDir(fs::path(path).parent_path().string()));
   } else {
-    if (name.empty() || name.find('/') != std::string_view::npos || name.starts_with('.'))
+    if (name.empty() || name.find('/') != std::string_view::npos)
       return failf("pinning a link: bad pin name \"{}\"", name);
     const std::string dir = opts_.pinDir + "/links";
     EW_TRY(made, makePinDir(dir));

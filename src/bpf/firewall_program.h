@@ -50,6 +50,9 @@ struct FirewallOptions {
 };
 
 inline constexpr char kDefaultPinDir[] = "/sys/fs/bpf/edgeward";
+// A pin is replaced by pinning "<path>~new" and renaming it over <path>; a leftover of a crash
+// in between carries this suffix.
+inline constexpr char kPinTempSuffix[] = "~new";
 
 enum class FirewallMap {
   Config,
@@ -171,7 +174,8 @@ class FirewallProgram {
   // (replacing a pin there in one step), and returns the path. A pinned link stays attached
   // after its fds are closed, until resetPins() (or unlink + last fd closed).
   Result<std::string> pinLink(int linkFd, std::string_view name) const;
-  // "<ifname>-<hook>", or "<netns>.<ifname>-<hook>" for an interface in a named namespace.
+  // "<ifname>-<hook>", or "<netns>:<ifname>-<hook>" for an interface in a named namespace,
+  // with '.' (which bpffs refuses in names) and '%' escaped as %2e and %25.
   static std::string linkPinName(std::string_view netns, std::string_view ifname, Hook h);
   // Opens a pinned link (bpf_obj_get).
   static Result<UniqueFd> adoptLink(const std::string& path);
