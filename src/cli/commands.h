@@ -12,6 +12,7 @@ void addClientCommands(CLI::App& app);  // needs addPolicyCommands first
 void addVerdictCommand(CLI::App& app);
 void addRunCommand(CLI::App& app);
 void addDemoCommand(CLI::App& app);
+void addResetCommand(CLI::App& app);
 
 // Ends the command with the error as one line and exit code 1 when r failed.
 template <typename T>

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   edgeward::cli::addVerdictCommand(app);
   edgeward::cli::addRunCommand(app);
   edgeward::cli::addDemoCommand(app);
+  edgeward::cli::addResetCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
