@@ -13,6 +13,8 @@ void addVerdictCommand(CLI::App& app);
 void addRunCommand(CLI::App& app);
 void addDemoCommand(CLI::App& app);
 void addResetCommand(CLI::App& app);
+void addAgentCommand(CLI::App& app);
+void addControllerCommand(CLI::App& app);
 
 // Ends the command with the error as one line and exit code 1 when r failed.
 template <typename T>

@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   edgeward::cli::addRunCommand(app);
   edgeward::cli::addDemoCommand(app);
   edgeward::cli::addResetCommand(app);
+  edgeward::cli::addAgentCommand(app);
+  edgeward::cli::addControllerCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,384 @@
+#include "agent/agent.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "common/yaml_reader.h"
+#include "policy/compiler.h"
+
+namespace edgeward::agent {
+namespace {
+
+int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<void> makeDirs(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return failf("creating {}: {}", dir, ec.message());
+  return {};
+}
+
+// Runs fn with the calling thread inside network namespace `netns` (empty: stay).
+template <typename F>
+auto inNetns(const std::string& netns, F fn) -> decltype(fn()) {
+  if (netns.empty()) return fn();
+  UniqueFd self(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  std::string path = "/var/run/netns/" + netns;
+  UniqueFd target(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!self.valid() || !target.valid())
+    return failErrno(fmt::format("network namespace \"{}\" ({})", netns, path));
+  if (::setns(target.get(), CLONE_NEWNET) != 0)
+    return failErrno(fmt::format("entering network namespace \"{}\"", netns));
+  auto r = fn();
+  ::setns(self.get(), CLONE_NEWNET);
+  return r;
+}
+
+bpf::FirewallOptions optionsOf(const AgentConfig& cfg) {
+  bpf::FirewallOptions o;
+  o.capIntervals4 = cfg.capacity.ipv4Intervals;
+  o.capIntervals6 = cfg.capacity.ipv6Intervals;
+  o.capGroups = cfg.capacity.groups;
+  o.capPortEntries = cfg.capacity.portEntries;
+  o.capRules = cfg.capacity.rules;
+  o.conntrackEntries = cfg.capacity.conntrack;
+  o.pinDir = cfg.bpffs;
+  return o;
+}
+
+policy::CompileLimits limitsOf(const AgentConfig& cfg) {
+  policy::CompileLimits l;
+  l.maxIntervals4 = cfg.capacity.ipv4Intervals;
+  l.maxIntervals6 = cfg.capacity.ipv6Intervals;
+  l.maxGroups = cfg.capacity.groups;
+  l.maxPortEntries = cfg.capacity.portEntries;
+  l.maxRules = cfg.capacity.rules;
+  return l;
+}
+
+Error invalid(const Error& e) { return Error(ErrorCode::InvalidArgument, e.str()); }
+
+}  // namespace
+
+class Agent::Watcher : public api::Subscription {
+ public:
+  Watcher(Agent* a, uint64_t id) : agent_(a), id_(id) {}
+  ~Watcher() override {
+    std::lock_guard lock(agent_->watchMu_);
+    agent_->watchers_.erase(id_);
+  }
+
+ private:
+  Agent* agent_;
+  uint64_t id_;
+};
+
+Agent::Agent(AgentConfig cfg) : cfg_(std::move(cfg)) {}
+
+Agent::~Agent() {
+  // Links and maps stay pinned: the data plane keeps enforcing after the agent exits.
+  // `edgeward reset` removes them.
+}
+
+Result<std::unique_ptr<Agent>> Agent::start(const AgentConfig& cfg) {
+  std::unique_ptr<Agent> a(new Agent(cfg));
+  EW_TRY(r, a->init());
+  return a;
+}
+
+api::VersionInfo Agent::info(const StoredVersion& v) const {
+  return {v.version, v.hash, v.author, v.appliedAtMs, v.name, v.origin};
+}
+
+Result<void> Agent::init() {
+  startedAtMs_ = nowMs();
+  EW_TRY(d1, makeDirs(cfg_.stateDir));
+  EW_TRY(d2, makeDirs(cfg_.bpffs));
+  EW_TRY(store, PolicyStore::open(cfg_.stateDir, cfg_.keepVersions));
+  store_.emplace(std::move(*store));
+
+  EW_TRY(fw, bpf::FirewallProgram::load(optionsOf(cfg_)));
+  fw_ = std::move(*fw);
+  dp_ = std::make_unique<dataplane::Dataplane>(*fw_);
+
+  // The policy to enforce: the stored current version, else the configured file.
+  std::optional<StoredVersion> current = store_->current();
+  std::string yaml;
+  if (current) {
+    EW_TRY(got, store_->get(current->version));
+    yaml = got->second;
+  } else if (!cfg_.policyFile.empty()) {
+    EW_TRY(text, yaml::readFile(cfg_.policyFile, 64u << 20));
+    yaml = *text;
+  }
+  if (!yaml.empty()) {
+    std::lock_guard lock(mu_);
+    const std::string source =
+        current ? fmt::format("version {}", current->version) : cfg_.policyFile;
+    EW_TRY(parsed, policy::parsePolicy(yaml, source));
+    EW_TRY(compiled, policy::compile(*parsed, limitsOf(cfg_)));
+    EW_TRY(pinnedVersion, dp_->pinnedVersion());
+    if (current && fw_->adoptedMaps() && *pinnedVersion == current->version) {
+      // The pinned maps already enforce this version: adopt it without writing anything.
+      EW_TRY(adopt, dp_->adopt(*compiled));
+      notes_.push_back(
+          fmt::format("pinned maps adopted: they enforce version {} already", current->version));
+    } else {
+      if (fw_->adoptedMaps())
+        notes_.push_back(fmt::format("pinned maps adopted: they held version {}, applying {}",
+                                     *pinnedVersion, current ? current->version : 1));
+      if (!current) {
+        EW_TRY(v, store_->commit(yaml, parsed->name, "agent", "startup: " + cfg_.policyFile));
+        current = *v;
+      }
+      EW_TRY(applied, dp_->apply(*compiled, current->version));
+    }
+    active_ = std::move(*parsed);
+    activeVersion_ = current;
+  }
+  return attachAll();
+}
+
+Result<void> Agent::attachAll() {
+  if (!active_) return {};  // nothing is attached before the first policy: no default deny yet
+  for (const InterfaceConfig& iface : cfg_.interfaces) {
+    std::vector<bpf::Hook> hooks = {
+        iface.mode == AttachMode::Xdp ? bpf::Hook::XdpIngress : bpf::Hook::TcIngress,
+        bpf::Hook::TcEgress};
+    for (bpf::Hook h : hooks) {
+      if (std::any_of(links_.begin(), links_.end(), [&](const Link& l) {
+            return l.iface.name == iface.name && l.iface.netns == iface.netns && l.hook == h;
+          }))
+        continue;
+      const std::string pinName = bpf::FirewallProgram::linkPinName(iface.netns, iface.name, h);
+      const std::string pin = cfg_.bpffs + "/links/" + pinName;
+      auto link = inNetns(iface.netns, [&]() -> Result<std::pair<UniqueFd, std::string>> {
+        EW_TRY(ifindex, bpf::ifindexOf(iface.name));
+        // A pinned link from a previous run: switch it to this program (no packet lost).
+        auto adopted = bpf::FirewallProgram::adoptLink(pin);
+        if (adopted) {
+          EW_TRY(upd, fw_->updateLink(adopted->get(), h));
+          return std::pair{std::move(*adopted), std::string("adopted")};
+        }
+        EW_TRY(fd, fw_->attach(h, *ifindex));
+        EW_TRY(pinned, fw_->pinLink(fd->get(), pinName));
+        return std::pair{std::move(*fd), std::string("attached")};
+      });
+      if (!link)
+        return std::unexpected(link.error().context(fmt::format(
+            "interface {}{}", iface.name, iface.netns.empty() ? "" : " in netns " + iface.netns)));
+      notes_.push_back(fmt::format("{}{} {}: {}", iface.netns.empty() ? "" : iface.netns + "/",
+                                   iface.name, bpf::FirewallProgram::hookName(h),
+                                   link->second == "adopted"
+                                       ? "pinned link adopted and moved to this program"
+                                       : "attached and pinned"));
+      links_.push_back({iface, h, std::move(link->first), link->second});
+    }
+  }
+  return {};
+}
+
+Result<api::ApplyResult> Agent::applyLocked(const std::string& yaml, const std::string& source,
+                                            const std::string& author, const std::string& origin,
+                                            std::optional<uint64_t> ifVersion, bool dryRun) {
+  auto t0 = std::chrono::steady_clock::now();
+  uint64_t currentVersion = activeVersion_ ? activeVersion_->version : 0;
+  if (ifVersion && *ifVersion != currentVersion)
+    return fail(ErrorCode::Conflict,
+                fmt::format("version conflict: the active policy is version {}, not {}",
+                            currentVersion, *ifVersion));
+  auto parsed = policy::parsePolicy(yaml, source);
+  if (!parsed) return std::unexpected(invalid(parsed.error()));
+  auto compiled = policy::compile(*parsed, limitsOf(cfg_));
+  if (!compiled) return std::unexpected(invalid(compiled.error().context(source)));
+
+  api::ApplyResult res;
+  res.diff = policy::diff(active_ ? *active_ : policy::Policy{}, *parsed);
+  if (activeVersion_) res.version = info(*activeVersion_);
+  if (dryRun) return res;
+  if (activeVersion_ && activeVersion_->hash == PolicyStore::hashOf(yaml)) return res;
+
+  uint64_t next = store_->nextVersion();
+  EW_TRY(applied, dp_->apply(*compiled, next));
+  auto committed = store_->commit(yaml, parsed->name, author, origin);
+  if (!committed) {
+    // Recording failed: go back to the previous generation so maps and store agree.
+    if (auto r = dp_->revert(); !r)
+      return std::unexpected(committed.error().context(
+          fmt::format("recording the new version (and reverting failed: {})", r.error().str())));
+    return std::unexpected(committed.error().context("recording the new version"));
+  }
+  active_ = std::move(*parsed);
+  activeVersion_ = *committed;
+  res.version = info(*committed);
+  res.changed = true;
+  res.applyMs =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  bool firstPolicy = links_.empty();
+  if (firstPolicy) {
+    EW_TRY(att, attachAll());
+  }
+  return res;
+}
+
+Result<api::ApplyResult> Agent::applyPolicy(const api::Caller& who, const api::ApplyRequest& req) {
+  if (who.role != api::Role::Admin)
+    return fail(ErrorCode::PermissionDenied, who.identity + " may not apply policies");
+  Result<api::ApplyResult> r;
+  {
+    std::lock_guard lock(mu_);
+    r = applyLocked(req.yaml, req.source, who.identity, "apply", req.ifVersion, req.dryRun);
+  }
+  if (r && r->changed)
+    publish({api::WatchEvent::Kind::PolicyApplied, r->version,
+             fmt::format("version {} applied by {} in {:.1f} ms", r->version.version, who.identity,
+                         r->applyMs),
+             nowMs()});
+  return r;
+}
+
+Result<api::ApplyResult> Agent::applyUpstream(const std::string& yaml, const std::string& origin) {
+  Result<api::ApplyResult> r;
+  {
+    std::lock_guard lock(mu_);
+    r = applyLocked(yaml, origin, origin, origin, std::nullopt, false);
+  }
+  if (r && r->changed)
+    publish({api::WatchEvent::Kind::PolicyApplied, r->version,
+             fmt::format("version {} from {}", r->version.version, origin), nowMs()});
+  return r;
+}
+
+Result<std::pair<api::VersionInfo, std::string>> Agent::getPolicy(std::optional<uint64_t> v) {
+  std::lock_guard lock(mu_);
+  if (!v) {
+    if (!activeVersion_) return fail(ErrorCode::NotFound, "no policy has been applied yet");
+    v = activeVersion_->version;
+  }
+  EW_TRY(got, store_->get(*v));
+  return std::pair{info(got->first), got->second};
+}
+
+Result<policy::PolicyDiff> Agent::diffPolicy(const std::string& yaml, const std::string& source) {
+  auto parsed = policy::parsePolicy(yaml, source);
+  if (!parsed) return std::unexpected(invalid(parsed.error()));
+  std::lock_guard lock(mu_);
+  return policy::diff(active_ ? *active_ : policy::Policy{}, *parsed);
+}
+
+Result<api::VersionInfo> Agent::rollbackPolicy(const api::Caller& who, std::optional<uint64_t> to) {
+  if (who.role != api::Role::Admin)
+    return fail(ErrorCode::PermissionDenied, who.identity + " may not roll back policies");
+  Result<api::ApplyResult> r;
+  {
+    std::lock_guard lock(mu_);
+    if (!activeVersion_) return fail(ErrorCode::NotFound, "no policy has been applied yet");
+    if (!to) {
+      EW_TRY(list, store_->list());
+      for (const auto& v : *list)  // newest first
+        if (v.version < activeVersion_->version && v.hash != activeVersion_->hash) {
+          to = v.version;
+          break;
+        }
+      if (!to) return fail(ErrorCode::NotFound, "there is no earlier version to roll back to");
+    }
+    auto got = store_->get(*to);
+    if (!got)
+      return fail(ErrorCode::NotFound, fmt::format("version {} is not kept (see `edgeward policy "
+                                                   "versions`)",
+                                                   *to));
+    r = applyLocked(got->second, fmt::format("version {}", *to), who.identity,
+                    fmt::format("rollback to {}", *to), std::nullopt, false);
+  }
+  if (!r) return std::unexpected(r.error());
+  publish({api::WatchEvent::Kind::PolicyRolledBack, r->version,
+           fmt::format("rolled back to the content of version {} as version {} by {}", *to,
+                       r->version.version, who.identity),
+           nowMs()});
+  return r->version;
+}
+
+Result<std::vector<api::VersionInfo>> Agent::listVersions() {
+  std::lock_guard lock(mu_);
+  EW_TRY(list, store_->list());
+  std::vector<api::VersionInfo> out;
+  for (const auto& v : *list) out.push_back(info(v));
+  return out;
+}
+
+Result<api::Status> Agent::status() {
+  std::lock_guard lock(mu_);
+  api::Status s;
+  if (activeVersion_) s.policy = info(*activeVersion_);
+  for (const Link& l : links_) {
+    api::InterfaceStatus is;
+    is.name = l.iface.name;
+    is.netns = l.iface.netns;
+    is.mode = std::string(bpf::FirewallProgram::hookName(l.hook));
+    is.attached = l.fd.valid();
+    s.interfaces.push_back(is);
+  }
+  EW_TRY(reasons, fw_->readCounters(bpf::FirewallMap::ReasonStats, uint32_t{EW_DIRS} * EW_R_COUNT));
+  for (uint32_t i = 0; i < reasons->size(); i++) {
+    uint32_t reason = i % EW_R_COUNT;
+    bool pass = reason <= EW_R_HOST_ESSENTIAL;
+    (pass ? s.packetsPassed : s.packetsDropped) += (*reasons)[i].packets;
+  }
+  EW_TRY(ct, fw_->conntrackEntries());
+  s.conntrackEntries = *ct;
+  s.upstream = upstreamState_;
+  s.startedAtMs = startedAtMs_;
+  EW_TRY(cfg, fw_->readConfig());
+  s.synLimit = cfg->flags & EW_F_SYN_LIMIT;
+  if (auto pi = fw_->programInfo(bpf::Hook::TcEgress)) s.programTag = pi->tag;
+  return s;
+}
+
+std::unique_ptr<api::Subscription> Agent::watch(std::function<void(const api::WatchEvent&)> fn) {
+  std::lock_guard lock(watchMu_);
+  uint64_t id = nextWatcher_++;
+  watchers_[id] = std::move(fn);
+  return std::make_unique<Watcher>(this, id);
+}
+
+void Agent::publish(api::WatchEvent ev) {
+  std::lock_guard lock(watchMu_);
+  for (auto& [id, fn] : watchers_) fn(ev);
+}
+
+void Agent::setUpstreamState(const std::string& state) {
+  {
+    std::lock_guard lock(mu_);
+    if (upstreamState_ == state) return;
+    upstreamState_ = state;
+  }
+  publish({api::WatchEvent::Kind::UpstreamChanged, {}, "upstream " + state, nowMs()});
+}
+
+Result<void> Agent::setSwitches(const api::Caller& who, std::optional<bool> synLimit) {
+  if (who.role != api::Role::Admin)
+    return fail(ErrorCode::PermissionDenied, who.identity + " may not change switches");
+  std::lock_guard lock(mu_);
+  if (synLimit) {
+    EW_TRY(r, dp_->setFlags(*synLimit ? EW_F_SYN_LIMIT : 0, *synLimit ? 0 : EW_F_SYN_LIMIT));
+  }
+  return {};
+}
+
+Result<std::string> Agent::upgradeProgram(const api::Caller& who, const std::string& objectPath) {
+  if (who.role != api::Role::Admin)
+    return fail(ErrorCode::PermissionDenied, who.identity + " may not upgrade the program");
+  (void)objectPath;
+  return fail(ErrorCode::Unavailable, "program upgrade is not wired into the agent yet");
+}
+
+}  // namespace edgeward::agent

@@ -1,0 +1,68 @@
+// The agent's configuration file (docs/config.md documents every field).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/control.h"
+#include "common/result.h"
+
+namespace edgeward::agent {
+
+enum class AttachMode { Xdp, Tcx };
+
+struct InterfaceConfig {
+  std::string name;
+  std::string netns;  // a named network namespace (/var/run/netns/NAME); empty = the agent's own
+  AttachMode mode = AttachMode::Xdp;
+};
+
+struct TlsFiles {
+  std::string ca, cert, key;
+};
+
+struct TcpApiConfig {
+  std::string address;  // host:port
+  TlsFiles tls;
+  std::map<std::string, api::Role> roles;  // client identity (CN or URI SAN) -> role
+};
+
+struct UpstreamConfig {
+  std::string address;  // host:port of `edgeward controller`
+  std::string group;    // node group whose policy to follow
+  std::string node;     // this node's name (default: the host name)
+  TlsFiles tls;         // empty: insecure (loopback only)
+};
+
+// Map capacities per policy generation; fixed for the life of the pinned maps.
+struct Capacity {
+  uint32_t ipv4Intervals = 1u << 20;
+  uint32_t ipv6Intervals = 1u << 18;
+  uint32_t groups = 1u << 16;
+  uint32_t portEntries = 1u << 18;
+  uint32_t rules = 1u << 16;
+  uint32_t conntrack = 1u << 18;
+};
+
+struct AgentConfig {
+  std::vector<InterfaceConfig> interfaces;
+  std::string policyFile;  // applied at start when the state directory holds no policy
+  uint32_t keepVersions = 20;
+  std::string stateDir = "/var/lib/edgeward";
+  std::string bpffs = "/sys/fs/bpf/edgeward";
+  std::string unixSocket = "/run/edgeward/agent.sock";
+  std::optional<TcpApiConfig> tcp;
+  std::optional<UpstreamConfig> upstream;
+  Capacity capacity;
+  std::string logLevel = "info";  // debug, info, warn, error
+  std::string source;             // the file it came from
+};
+
+Result<AgentConfig> parseAgentConfig(std::string_view yaml, const std::string& source);
+Result<AgentConfig> loadAgentConfig(const std::string& path);
+
+}  // namespace edgeward::agent

