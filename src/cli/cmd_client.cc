@@ -4,12 +4,14 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <sstream>
 #include <stop_token>
 #include <thread>
 
+#include <grpc/support/log.h>
 #include <nlohmann/json.hpp>
 
 #include "api/grpc_client.h"
@@ -48,7 +50,12 @@ T orExitApi(Result<T> r) {
 api::ClientOptions gConn;
 std::string gOutput = "table";
 
-api::AgentClient connect() { return orExitApi(api::AgentClient::connect(gConn)); }
+api::AgentClient connect() {
+  // gRPC also logs a failed TLS handshake on stderr; the command's one error line says it
+  // already. GRPC_VERBOSITY=debug brings the logs back.
+  if (!std::getenv("GRPC_VERBOSITY")) gpr_set_log_function([](gpr_log_func_args*) {});
+  return orExitApi(api::AgentClient::connect(gConn));
+}
 
 Result<std::string> readText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

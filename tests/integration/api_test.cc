@@ -207,27 +207,31 @@ class Pki {
   Pki() {
     char tmpl[] = "/tmp/ewapi-XXXXXX";
     dir_ = mkdtemp(tmpl);
-    // A leaf: key, CSR, certificate signed by CA $4 with extensions $3.
     std::string script = R"(set -e
 cd ")" + dir_ + R"("
 exec >openssl.log 2>&1
 ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key \
   -out $1.crt -days 3650 -subj "/CN=$2"; }
+# leaf NAME SUBJECT CA EXTENSION...: key, CSR and a certificate signed by CA.
 leaf() {
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr \
-    -subj "$2"
-  printf '%s\n' "$3" > $1.ext
-  openssl x509 -req -in $1.csr -CA $4.crt -CAkey $4.key -CAcreateserial -days 30 -out $1.crt \
-    -extfile $1.ext
+  name=$1 subj=$2 ca=$3
+  shift 3
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $name.key \
+    -out $name.csr -subj "$subj"
+  printf '%s\n' "$@" > $name.ext
+  openssl x509 -req -in $name.csr -CA $ca.crt -CAkey $ca.key -CAcreateserial -days 30 \
+    -out $name.crt -extfile $name.ext
 }
 ca ca "edgeward test CA"
 ca otherca "someone else's CA"
-leaf server "/CN=edgeward-agent" "subjectAltName=DNS:localhost,IP:127.0.0.1" ca
-leaf admin "/CN=admin-alice" "keyUsage=digitalSignature" ca
-leaf viewer "/CN=viewer-bob" "subjectAltName=URI:spiffe://edgeward.test/ops/viewer" ca
-leaf unknown "/CN=mallory" "keyUsage=digitalSignature" ca
-leaf anon "/O=edgeward test" "subjectAltName=DNS:anon.example" ca
-leaf foreign "/CN=admin-alice" "keyUsage=digitalSignature" otherca
+leaf server "/CN=edgeward-agent" ca "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  "extendedKeyUsage=serverAuth"
+leaf admin "/CN=admin-alice" ca "extendedKeyUsage=clientAuth"
+leaf viewer "/CN=viewer-bob" ca "subjectAltName=URI:spiffe://edgeward.test/ops/viewer" \
+  "extendedKeyUsage=clientAuth"
+leaf unknown "/CN=mallory" ca "extendedKeyUsage=clientAuth"
+leaf anon "/O=edgeward test" ca "subjectAltName=DNS:anon.example"
+leaf foreign "/CN=admin-alice" otherca "extendedKeyUsage=clientAuth"
 # Expired: openssl x509 -req cannot backdate in 3.0; openssl ca can (-startdate/-enddate).
 mkdir -p cadb && : > cadb/index.txt && echo 1000 > cadb/serial
 cat > ca.cnf <<'EOF'
@@ -824,6 +828,17 @@ TEST_F(CliTest, ExitCodesSayWhatWentWrong) {
   EXPECT_EQ(o.code, 5) << o.out;
   EXPECT_EQ(std::count(o.out.begin(), o.out.end(), '\n'), 1) << o.out;
 
+  o = run("status" + as("foreign"));  // the agent refuses the handshake
+  EXPECT_EQ(o.code, 5) << o.out;
+  EXPECT_TRUE(o.out.starts_with("edgeward: cannot reach the agent at " + tcp())) << o.out;
+  EXPECT_EQ(std::count(o.out.begin(), o.out.end(), '\n'), 1) << o.out;
+
+  // The client refuses the agent: its certificate is not from the CA the client trusts.
+  o = run("status --server " + tcp() + " --ca " + gPki->file("otherca.crt") + " --cert " +
+          gPki->file("admin.crt") + " --key " + gPki->file("admin.key"));
+  EXPECT_EQ(o.code, 5) << o.out;
+  EXPECT_EQ(std::count(o.out.begin(), o.out.end(), '\n'), 1) << o.out;
+
   o = run("status --server " + tcp());
   EXPECT_EQ(o.code, 1) << o.out;
   EXPECT_NE(o.out.find("needs mutual TLS"), std::string::npos) << o.out;
@@ -856,7 +871,7 @@ TEST_F(CliTest, AdminOverMutualTls) {
 
 TEST_F(CliTest, WatchPrintsJsonLinesUntilInterrupted) {
   Output o;
-  std::thread t([&] {
+  std::jthread t([&] {
     o = run("policy versions" + local() + " >/dev/null; timeout --preserve-status -s INT 4 " +
             EW_EDGEWARD_BIN + " watch -o json" + local());
   });
