@@ -40,6 +40,7 @@ struct Controller::Impl final : public edgeward::v1::Controller::Service {
     if (req->group().empty())
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "group is required");
     uint64_t have = req->have_version();
+    out->SendInitialMetadata();  // tells the follower it is connected before any push
     std::unique_lock lock(mu);
     groups[req->group()].followers++;
     while (!stopping && !ctx->IsCancelled()) {
@@ -86,7 +87,11 @@ struct Controller::Impl final : public edgeward::v1::Controller::Service {
       g.error.clear();
       g.yaml = yaml;
       g.hash = hash;
-      g.version++;
+      // Versions stay increasing across controller restarts (followers remember theirs).
+      auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+      g.version = std::max<uint64_t>(g.version + 1, static_cast<uint64_t>(now));
       updated.push_back(group);
     }
     if (!updated.empty()) changed.notify_all();

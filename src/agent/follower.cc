@@ -77,6 +77,12 @@ void Follower::run() {
     auto stream = stub->Follow(&ctx, req);
     edgeward::v1::PolicyPush push;
     bool connected = false;
+    stream->WaitForInitialMetadata();  // returns early when the call failed
+    if (channel->GetState(false) == GRPC_CHANNEL_READY) {
+      connected = true;
+      backoff = 500ms;
+      agent_.setUpstreamState(fmt::format("connected {} (group {})", cfg_.address, cfg_.group));
+    }
     std::string lastError;
     while (stream->Read(&push)) {
       if (!connected) {

@@ -6,6 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -106,6 +110,11 @@ capacity:
     server_.remove();
     client_.remove();
     fs::remove_all(dir_);
+  }
+
+  // Appends to the agent config (before startAgent).
+  void addConfig(const std::string& text) {
+    std::ofstream(dir_ / "agent.yaml", std::ios::app) << text;
   }
 
   void startAgent() {
@@ -323,6 +332,86 @@ TEST_F(AgentLab, BadRequestsChangeNothingAndRollbackRestoresTheContent) {
   got = netns::runIn(client_.name(),
                      [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 7005, 5, 300ms); });
   EXPECT_EQ(*got, 0);
+}
+
+int freePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+pid_t startController(const std::string& listen, const std::string& dir, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    freopen(log.c_str(), "a", stdout);
+    freopen(log.c_str(), "a", stderr);
+    execl(EW_EDGEWARD_BIN, EW_EDGEWARD_BIN, "controller", "--listen", listen.c_str(), "--policies",
+          dir.c_str(), nullptr);
+    _exit(127);
+  }
+  return pid;
+}
+
+void stopProcess(pid_t pid) {
+  kill(pid, SIGTERM);
+  int st = 0;
+  waitpid(pid, &st, 0);
+}
+
+TEST_F(AgentLab, FollowsTheControllerAndKeepsTheLastPolicyWhileItIsAway) {
+  const std::string listen = fmt::format("127.0.0.1:{}", freePort());
+  const fs::path groups = dir_ / "groups";
+  fs::create_directories(groups);
+  writeFile(groups / "edge.yaml", policyYaml("from-controller", {7001, 7007}));
+  const std::string clog = (dir_ / "controller.log").string();
+  pid_t ctl = startController(listen, groups.string(), clog);
+  addConfig(fmt::format("upstream:\n  address: {}\n  group: edge\n  node: n1\n", listen));
+  startAgent();
+
+  auto waitFor = [&](auto pred) {
+    for (int i = 0; i < 100; i++) {
+      auto st = client()->status();
+      if (st && pred(*st)) return true;
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
+  };
+  EXPECT_TRUE(waitFor([](const api::Status& s) { return s.policy.name == "from-controller"; }));
+  auto st = client()->status();
+  EXPECT_NE(st->upstream.find("connected " + listen), std::string::npos) << st->upstream;
+
+  // A new policy for the group reaches the agent; a bad one is not served and changes nothing.
+  writeFile(groups / "edge.yaml", policyYaml("second-push", {7001}));
+  EXPECT_TRUE(waitFor([](const api::Status& s) { return s.policy.name == "second-push"; }));
+  writeFile(groups / "edge.yaml", "apiVersion: edgeward.io/v1\nkind: Policy\n");
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(client()->status()->policy.name, "second-push");
+
+  // Controller gone: the agent keeps enforcing and says it is disconnected.
+  stopProcess(ctl);
+  EXPECT_TRUE(waitFor([](const api::Status& s) {
+    return s.upstream.rfind("disconnected", 0) == 0;
+  })) << client()->status()->upstream;
+  auto open = udpServer(server_.name(), 7001);
+  auto got = netns::runIn(client_.name(),
+                          [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 7001, 5, 500ms); });
+  EXPECT_EQ(*got, 5);
+
+  // Back: the agent reconnects (backoff) and takes the group's current policy.
+  writeFile(groups / "edge.yaml", policyYaml("third-push", {7001}));
+  ctl = startController(listen, groups.string(), clog);
+  EXPECT_TRUE(waitFor([](const api::Status& s) { return s.policy.name == "third-push"; }))
+      << client()->status()->upstream << "\ncontroller log:\n"
+      << std::string(std::istreambuf_iterator<char>(std::ifstream(clog).rdbuf()), {})
+      << "\nagent log:\n"
+      << log();
+  stopProcess(ctl);
 }
 
 }  // namespace
