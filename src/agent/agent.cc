@@ -7,9 +7,12 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 
 #include "common/yaml_reader.h"
 #include "policy/compiler.h"
+#include "policy/evaluator.h"
+#include "dataplane/selftest.h"
 
 namespace edgeward::agent {
 namespace {
@@ -106,9 +109,20 @@ Result<void> Agent::init() {
   EW_TRY(store, PolicyStore::open(cfg_.stateDir, cfg_.keepVersions));
   store_.emplace(std::move(*store));
 
-  EW_TRY(fw, bpf::FirewallProgram::load(optionsOf(cfg_)));
-  fw_ = std::move(*fw);
+  // A build upgraded to from a file stays the build after a restart.
+  auto opts = optionsOf(cfg_);
+  if (auto obj = yaml::readFile(objectRecord(), 4096); obj && std::filesystem::exists(*obj))
+    opts.objectPath = *obj;
+  EW_TRY(pm, dataplane::ProgramManager::start(opts));
+  pm_ = std::move(*pm);
+  fw_ = &pm_->program();
   dp_ = std::make_unique<dataplane::Dataplane>(*fw_);
+  notes_.push_back(fmt::format("program: {}{}",
+                               opts.objectPath.empty() ? "built-in build" : opts.objectPath,
+                               fw_->programInfo(bpf::Hook::XdpIngress)
+                                   ? ", tag " + fw_->programInfo(bpf::Hook::XdpIngress)->tag
+                                   : ""));
+  for (const auto& line : pm_->startLog()) notes_.push_back(line);
 
   // The policy to enforce: the stored current version, else the configured file.
   std::optional<StoredVersion> current = store_->current();
@@ -143,6 +157,7 @@ Result<void> Agent::init() {
       EW_TRY(applied, dp_->apply(*compiled, current->version));
     }
     active_ = std::move(*parsed);
+    compiled_ = std::move(*compiled);
     activeVersion_ = current;
   }
   return attachAll();
@@ -151,41 +166,24 @@ Result<void> Agent::init() {
 Result<void> Agent::attachAll() {
   if (!active_) return {};  // nothing is attached before the first policy: no default deny yet
   for (const InterfaceConfig& iface : cfg_.interfaces) {
-    std::vector<bpf::Hook> hooks = {
-        iface.mode == AttachMode::Xdp ? bpf::Hook::XdpIngress : bpf::Hook::TcIngress,
-        bpf::Hook::TcEgress};
-    for (bpf::Hook h : hooks) {
-      if (std::any_of(links_.begin(), links_.end(), [&](const Link& l) {
-            return l.iface.name == iface.name && l.iface.netns == iface.netns && l.hook == h;
-          }))
-        continue;
-      const std::string pinName = bpf::FirewallProgram::linkPinName(iface.netns, iface.name, h);
-      const std::string pin = cfg_.bpffs + "/links/" + pinName;
-      auto link = inNetns(iface.netns, [&]() -> Result<std::pair<UniqueFd, std::string>> {
-        EW_TRY(ifindex, bpf::ifindexOf(iface.name));
-        // A pinned link from a previous run: switch it to this program (no packet lost).
-        auto adopted = bpf::FirewallProgram::adoptLink(pin);
-        if (adopted) {
-          EW_TRY(upd, fw_->updateLink(adopted->get(), h));
-          return std::pair{std::move(*adopted), std::string("adopted")};
-        }
-        EW_TRY(fd, fw_->attach(h, *ifindex));
-        EW_TRY(pinned, fw_->pinLink(fd->get(), pinName));
-        return std::pair{std::move(*fd), std::string("attached")};
+    const bpf::Hook in =
+        iface.mode == AttachMode::Xdp ? bpf::Hook::XdpIngress : bpf::Hook::TcIngress;
+    for (bpf::Hook h : {in, bpf::Hook::TcEgress}) {
+      auto link = inNetns(iface.netns, [&]() -> Result<const dataplane::ManagedLink*> {
+        return pm_->ensureLink(iface.netns, iface.name, h);
       });
       if (!link)
         return std::unexpected(link.error().context(fmt::format(
             "interface {}{}", iface.name, iface.netns.empty() ? "" : " in netns " + iface.netns)));
       notes_.push_back(fmt::format("{}{} {}: {}", iface.netns.empty() ? "" : iface.netns + "/",
-                                   iface.name, bpf::FirewallProgram::hookName(h),
-                                   link->second == "adopted"
-                                       ? "pinned link adopted and moved to this program"
-                                       : "attached and pinned"));
-      links_.push_back({iface, h, std::move(link->first), link->second});
+                                   iface.name, bpf::FirewallProgram::hookName(h), (*link)->origin));
     }
   }
+  attached_ = true;
   return {};
 }
+
+std::string Agent::objectRecord() const { return cfg_.stateDir + "/program-object"; }
 
 Result<api::ApplyResult> Agent::applyLocked(const std::string& yaml, const std::string& source,
                                             const std::string& author, const std::string& origin,
@@ -198,7 +196,7 @@ Result<api::ApplyResult> Agent::applyLocked(const std::string& yaml, const std::
                             currentVersion, *ifVersion));
   auto parsed = policy::parsePolicy(yaml, source);
   if (!parsed) return std::unexpected(invalid(parsed.error()));
-  auto compiled = policy::compile(*parsed, limitsOf(cfg_));
+  auto compiled = policy::compile(*parsed, limitsOf(cfg_), compiled_ ? &*compiled_ : nullptr);
   if (!compiled) return std::unexpected(invalid(compiled.error().context(source)));
 
   api::ApplyResult res;
@@ -218,13 +216,13 @@ Result<api::ApplyResult> Agent::applyLocked(const std::string& yaml, const std::
     return std::unexpected(committed.error().context("recording the new version"));
   }
   active_ = std::move(*parsed);
+  compiled_ = std::move(*compiled);
   activeVersion_ = *committed;
   res.version = info(*committed);
   res.changed = true;
   res.applyMs =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  bool firstPolicy = links_.empty();
-  if (firstPolicy) {
+  if (!attached_) {
     EW_TRY(att, attachAll());
   }
   return res;
@@ -319,10 +317,10 @@ Result<api::Status> Agent::status() {
   std::lock_guard lock(mu_);
   api::Status s;
   if (activeVersion_) s.policy = info(*activeVersion_);
-  for (const Link& l : links_) {
+  for (const auto& l : pm_->links()) {
     api::InterfaceStatus is;
-    is.name = l.iface.name;
-    is.netns = l.iface.netns;
+    is.name = l.ifname;
+    is.netns = l.netns;
     is.mode = std::string(bpf::FirewallProgram::hookName(l.hook));
     is.attached = l.fd.valid();
     s.interfaces.push_back(is);
@@ -377,8 +375,52 @@ Result<void> Agent::setSwitches(const api::Caller& who, std::optional<bool> synL
 Result<std::string> Agent::upgradeProgram(const api::Caller& who, const std::string& objectPath) {
   if (who.role != api::Role::Admin)
     return fail(ErrorCode::PermissionDenied, who.identity + " may not upgrade the program");
-  (void)objectPath;
-  return fail(ErrorCode::Unavailable, "program upgrade is not wired into the agent yet");
+  dataplane::UpgradeResult r;
+  {
+    std::lock_guard lock(mu_);
+    if (!compiled_ || !active_)
+      return fail(ErrorCode::InvalidArgument, "no policy is active: nothing to self-test against");
+    if (!objectPath.empty() && !std::filesystem::exists(objectPath))
+      return fail(ErrorCode::InvalidArgument, objectPath + ": no such file");
+    // The self-test: what the active policy must decide for packets drawn from it, computed
+    // by the literal evaluator (not by the running program).
+    std::vector<dataplane::SelfTestCase> cases;
+    for (auto& pkt : dataplane::selfTestPackets(*compiled_)) {
+      policy::PacketFacts f;
+      f.family = pkt.v6 ? policy::Family::V6 : policy::Family::V4;
+      f.ingress = pkt.ingress;
+      f.src = pkt.src;
+      f.dst = pkt.dst;
+      f.proto = pkt.proto;
+      f.dport = pkt.dport;
+      f.icmpType = pkt.icmpType;
+      f.hopLimit = pkt.hopLimit;
+      policy::Verdict v = policy::evaluate(*active_, f);
+      cases.push_back({std::move(pkt), {v.pass, v.reason, v.rule}});
+    }
+    auto opts = fw_->options();
+    opts.objectPath = objectPath;
+    r = pm_->upgrade(opts, cases);
+    if (r.ok) {
+      // Remember the build so a restart keeps it (an empty path means the built-in one).
+      std::ofstream(objectRecord(), std::ios::trunc) << objectPath;
+    }
+  }
+  if (!r.ok) {
+    std::string why = r.reason;
+    for (const auto& m : r.mismatches)
+      why += fmt::format("; {}: expected {}, got {}", m.label, dataplane::describe(m.expected),
+                         dataplane::describe(m.actual));
+    return fail(ErrorCode::InvalidArgument,
+                fmt::format("upgrade refused{}: {}", r.rolledBack ? " and rolled back" : "", why));
+  }
+  std::string report = fmt::format(
+      "program upgraded to tag {} ({}): {} self-test packets matched, "
+      "{} links moved with bpf_link_update",
+      r.programTag, objectPath.empty() ? "built-in" : objectPath, r.selfTestPackets,
+      r.linksUpdated);
+  publish({api::WatchEvent::Kind::ProgramReplaced, {}, report, nowMs()});
+  return report;
 }
 
 }  // namespace edgeward::agent

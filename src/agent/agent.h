@@ -16,6 +16,7 @@
 #include "api/control.h"
 #include "bpf/firewall_program.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/program_manager.h"
 #include "policy/policy.h"
 
 namespace edgeward::agent {
@@ -67,17 +68,14 @@ class Agent : public api::AgentControl {
   AgentConfig cfg_;
   std::mutex mu_;  // serialises transactions and guards the fields below
   std::optional<PolicyStore> store_;
-  std::unique_ptr<bpf::FirewallProgram> fw_;
+  std::unique_ptr<dataplane::ProgramManager> pm_;  // the program and its links
+  bpf::FirewallProgram* fw_ = nullptr;             // pm_->program()
   std::unique_ptr<dataplane::Dataplane> dp_;
-  std::optional<policy::Policy> active_;  // parsed active policy
+  std::optional<policy::Policy> active_;            // parsed active policy
+  std::optional<policy::CompiledPolicy> compiled_;  // its image (hint for the next compile)
   std::optional<StoredVersion> activeVersion_;
-  struct Link {
-    InterfaceConfig iface;
-    bpf::Hook hook;
-    UniqueFd fd;
-    std::string mode;
-  };
-  std::vector<Link> links_;
+  std::string objectRecord() const;  // file naming the program build upgraded to
+  bool attached_ = false;
   std::string upstreamState_;
   std::vector<std::string> notes_;
   int64_t startedAtMs_ = 0;

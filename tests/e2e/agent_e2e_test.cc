@@ -334,6 +334,41 @@ TEST_F(AgentLab, BadRequestsChangeNothingAndRollbackRestoresTheContent) {
   EXPECT_EQ(*got, 0);
 }
 
+TEST_F(AgentLab, ProgramUpgradeUnderAStreamLosesNothingAndABadBuildChangesNothing) {
+  startAgent();
+  auto allowed = udpServer(server_.name(), 7001);
+  auto denied = udpServer(server_.name(), 7002);
+  ASSERT_TRUE(allowed && denied);
+  auto c = client();
+  ASSERT_TRUE(c);
+  const std::string tagBefore = c->status()->programTag;
+
+  // A junk "build": refused before anything moves.
+  writeFile(dir_ / "junk.bpf.o", "not an ELF object\n");
+  auto bad = c->upgradeProgram((dir_ / "junk.bpf.o").string());
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("upgrade refused"), std::string::npos)
+      << bad.error().message();
+  EXPECT_EQ(c->status()->programTag, tagBefore);
+
+  // The real build from its object file, while traffic flows.
+  Sender stream(client_.name(), {7001, 7002});
+  std::this_thread::sleep_for(200ms);
+  auto ok = c->upgradeProgram(EW_FIREWALL_OBJECT);
+  ASSERT_TRUE(ok) << ok.error().str();
+  EXPECT_NE(ok->find("self-test packets matched"), std::string::npos) << *ok;
+  std::this_thread::sleep_for(200ms);
+  stream.finish();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(allowed->udpReceived(), stream.sent(0));
+  EXPECT_EQ(denied->udpReceived(), 0u);
+
+  // The upgraded build survives a restart.
+  stopAgent(SIGTERM);
+  startAgent();
+  EXPECT_NE(log().find("firewall.bpf.o"), std::string::npos) << log();
+}
+
 int freePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
