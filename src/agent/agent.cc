@@ -337,7 +337,7 @@ Result<api::Status> Agent::status() {
   s.startedAtMs = startedAtMs_;
   EW_TRY(cfg, fw_->readConfig());
   s.synLimit = cfg->flags & EW_F_SYN_LIMIT;
-  if (auto pi = fw_->programInfo(bpf::Hook::TcEgress)) s.programTag = pi->tag;
+  if (auto pi = fw_->programInfo(bpf::Hook::XdpIngress)) s.programTag = pi->tag;
   return s;
 }
 
