@@ -20,6 +20,7 @@
 #include "firewall.h"
 #include "policy/compiler.h"
 #include "policy/policy.h"
+#include "support/image_lookup.h"
 
 namespace edgeward::policy {
 namespace {
@@ -114,71 +115,16 @@ Addr addr(std::string_view text) {
 }
 
 uint32_t groupOf(const CompiledPolicy& c, const Addr& a, uint8_t dir) {
-  uint32_t g;
-  if (a.family == Family::V4) {
-    auto v = static_cast<uint32_t>(a.value);
-    const ew_bucket& b = c.bkt4.at(v >> (32 - EW_BUCKET_BITS));
-    uint32_t lo = b.off, n = b.cnt;
-    while (n > 1) {
-      uint32_t half = n / 2, mid = lo + half;
-      if (c.iv4.at(mid).start <= v) {
-        lo = mid;
-        n -= half;
-      } else {
-        n = half;
-      }
-    }
-    g = c.iv4.at(lo).grp[dir];
-  } else {
-    const uint64_t hi = static_cast<uint64_t>(a.value >> 64), lo64 = static_cast<uint64_t>(a.value);
-    const ew_bucket& b = c.bkt6.at(hi >> (64 - EW_BUCKET_BITS));
-    uint32_t lo = b.off, n = b.cnt;
-    while (n > 1) {
-      uint32_t half = n / 2, mid = lo + half;
-      const ew_iv6& iv = c.iv6.at(mid);
-      if (iv.hi < hi || (iv.hi == hi && iv.lo <= lo64)) {
-        lo = mid;
-        n -= half;
-      } else {
-        n = half;
-      }
-    }
-    g = c.iv6.at(lo).grp[dir];
-  }
-  return g >= c.hdr.n_groups ? EW_GROUP_NONE : g;
+  if (a.family == Family::V4) return image::groupOfV4(c, static_cast<uint32_t>(a.value), dir);
+  return image::groupOfV6(c, static_cast<uint64_t>(a.value >> 64), static_cast<uint64_t>(a.value),
+                          dir);
 }
 
-struct Decision {
-  uint8_t action = EW_ACT_NONE;
-  uint32_t rule = EW_RULE_NONE;
-};
+using image::combine;
+using image::Decision;
 
 Decision decide(const CompiledPolicy& c, uint32_t group, uint8_t slot, uint16_t port) {
-  const ew_grp& g = c.grp.at(size_t{group} * EW_P_COUNT + slot);
-  if (g.cnt == 0) return {};
-  uint32_t lo = g.off, n = g.cnt;
-  while (n > 1) {
-    uint32_t half = n / 2, mid = lo + half;
-    if (c.piv.at(mid).start <= port) {
-      lo = mid;
-      n -= half;
-    } else {
-      n = half;
-    }
-  }
-  return {c.piv.at(lo).action, c.piv.at(lo).rule};
-}
-
-Decision combine(Decision any, Decision spec) {
-  Decision d;
-  for (uint8_t act : {uint8_t{EW_ACT_DENY}, uint8_t{EW_ACT_ALLOW}}) {
-    if (any.action != act && spec.action != act) continue;
-    d.action = act;
-    d.rule = any.action == act ? any.rule : EW_RULE_NONE;
-    if (spec.action == act && spec.rule < d.rule) d.rule = spec.rule;
-    return d;
-  }
-  return d;
+  return image::groupDecide(c, group, slot, port);
 }
 
 std::string show(const CompiledPolicy& c, Decision d) {

@@ -16,6 +16,7 @@
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
 #include "policy/policy.h"
+#include "support/image_lookup.h"
 
 namespace edgeward::policy {
 namespace {
@@ -293,85 +294,10 @@ TEST(PolicyEvaluator, AFragmentAllowedForAllPortsLosesToALowerAllowRuleOnSomePor
 // ---------------------------------------------------------------------------------------------
 // Cross-check: compile() + the program's lookup, read back from the image.
 
-struct Decision {
-  uint8_t action = EW_ACT_NONE;
-  uint32_t rule = EW_RULE_NONE;
-  bool indeterminate = false;
-  uint32_t off = 0, cnt = 0;
-};
-
-uint32_t groupOf(const CompiledPolicy& c, Family f, const std::array<uint8_t, 16>& a, uint8_t dir) {
-  uint32_t g;
-  if (f == Family::V4) {
-    const uint32_t v = uint32_t(a[0]) << 24 | uint32_t(a[1]) << 16 | uint32_t(a[2]) << 8 | a[3];
-    const ew_bucket& b = c.bkt4.at(v >> (32 - EW_BUCKET_BITS));
-    uint32_t lo = b.off, n = b.cnt;
-    while (n > 1) {
-      uint32_t half = n / 2, mid = lo + half;
-      if (c.iv4.at(mid).start <= v) {
-        lo = mid;
-        n -= half;
-      } else {
-        n = half;
-      }
-    }
-    g = c.iv4.at(lo).grp[dir];
-  } else {
-    uint64_t hi = 0, lo64 = 0;
-    for (int i = 0; i < 8; i++) hi = hi << 8 | a[i];
-    for (int i = 8; i < 16; i++) lo64 = lo64 << 8 | a[i];
-    const ew_bucket& b = c.bkt6.at(hi >> (64 - EW_BUCKET_BITS));
-    uint32_t lo = b.off, n = b.cnt;
-    while (n > 1) {
-      uint32_t half = n / 2, mid = lo + half;
-      const ew_iv6& iv = c.iv6.at(mid);
-      if (iv.hi < hi || (iv.hi == hi && iv.lo <= lo64)) {
-        lo = mid;
-        n -= half;
-      } else {
-        n = half;
-      }
-    }
-    g = c.iv6.at(lo).grp[dir];
-  }
-  return g >= c.hdr.n_groups ? EW_GROUP_NONE : g;
-}
-
-// ew_group_decide() of firewall.bpf.c.
-Decision groupDecide(const CompiledPolicy& c, uint32_t group, uint8_t slot, uint16_t port,
-                     bool frag) {
-  Decision d;
-  const ew_grp& g = c.grp.at(size_t{group} * EW_P_COUNT + slot);
-  if (g.cnt == 0) return d;
-  uint32_t lo = g.off, n = g.cnt;
-  if (frag && n > 1) {
-    d.indeterminate = true;
-    d.off = lo;
-    d.cnt = n;
-    return d;
-  }
-  while (n > 1) {
-    uint32_t half = n / 2, mid = lo + half;
-    if (c.piv.at(mid).start <= port) {
-      lo = mid;
-      n -= half;
-    } else {
-      n = half;
-    }
-  }
-  d.action = c.piv.at(lo).action;
-  d.rule = c.piv.at(lo).rule;
-  return d;
-}
-
-// ew_table_beaten() of firewall.bpf.c.
-bool tableBeaten(const CompiledPolicy& c, uint32_t off, uint32_t cnt, const Decision& d) {
-  for (uint32_t i = 0; i < cnt; i++) {
-    const ew_piv& pv = c.piv.at(off + i);
-    if (pv.action > d.action || (pv.action == d.action && pv.rule < d.rule)) return false;
-  }
-  return true;
-}
+using image::Decision;
+using image::groupDecide;
+using image::groupOf;
+using image::tableBeaten;
 
 uint8_t slotOf(uint8_t proto) {
   switch (proto) {
@@ -408,15 +334,9 @@ Verdict programVerdict(const CompiledPolicy& c, const PacketFacts& f) {
     if (tableBeaten(c, x.off, x.cnt, u)) x = Decision{};
   }
   const bool indeterminate = any.indeterminate || spec.indeterminate;
-  uint8_t action = EW_ACT_NONE;
-  uint32_t rule = EW_RULE_NONE;
-  for (uint8_t a : {uint8_t{EW_ACT_DENY}, uint8_t{EW_ACT_ALLOW}}) {
-    if (any.action != a && spec.action != a) continue;
-    action = a;
-    rule = any.action == a ? any.rule : EW_RULE_NONE;
-    if (spec.action == a && spec.rule < rule) rule = spec.rule;
-    break;
-  }
+  const Decision d = image::combine(any, spec);
+  const uint8_t action = d.action;
+  const uint32_t rule = d.rule;
   if (indeterminate) return {false, EW_R_FRAGMENT, EW_RULE_NONE};
   if (action == EW_ACT_DENY) return {false, EW_R_RULE_DENY, rule};
   if (action == EW_ACT_ALLOW) return {true, EW_R_RULE_ALLOW, rule};
