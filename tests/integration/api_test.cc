@@ -27,6 +27,7 @@
 #include "api/grpc_server.h"
 #include "common/unique_fd.h"
 #include "edgeward/v1/agent.grpc.pb.h"
+#include "support/run.h"
 
 namespace {
 
@@ -205,10 +206,8 @@ class FakeControl : public AgentControl {
 class Pki {
  public:
   Pki() {
-    char tmpl[] = "/tmp/ewapi-XXXXXX";
-    dir_ = mkdtemp(tmpl);
     std::string script = R"(set -e
-cd ")" + dir_ + R"("
+cd ")" + dir_.path() + R"("
 exec >openssl.log 2>&1
 ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key \
   -out $1.crt -days 3650 -subj "/CN=$2"; }
@@ -251,15 +250,12 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout expi
 openssl ca -batch -config ca.cnf -cert ca.crt -keyfile ca.key -notext \
   -startdate 20200101000000Z -enddate 20200102000000Z -in expired.csr -out expired.crt
 )";
-    std::string path = dir_ + "/make-pki.sh";
-    std::ofstream(path) << script;
-    ok_ = std::system(("sh " + path).c_str()) == 0;
+    ok_ = std::system(("sh " + dir_.file("make-pki.sh", script)).c_str()) == 0;
   }
-  ~Pki() { std::system(("rm -rf " + dir_).c_str()); }
 
   bool ok() const { return ok_; }
-  const std::string& dir() const { return dir_; }
-  std::string file(const std::string& name) const { return dir_ + "/" + name; }
+  const std::string& dir() const { return dir_.path(); }
+  std::string file(const std::string& name) const { return dir_.file(name); }
   std::string log() const {
     std::ifstream in(file("openssl.log"));
     std::stringstream s;
@@ -268,7 +264,7 @@ openssl ca -batch -config ca.cnf -cert ca.crt -keyfile ca.key -notext \
   }
 
  private:
-  std::string dir_;
+  edgeward::testing::TempDir dir_{"ewapi"};
   bool ok_ = false;
 };
 
@@ -733,23 +729,9 @@ TEST_F(ApiTest, UnknownIdentityCannotWatch) {
 
 // --- the CLI against the API --------------------------------------------------------------------
 
-struct Output {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
+using edgeward::testing::Output;
 
-Output run(const std::string& args) {
-  std::string cmd = std::string(EW_EDGEWARD_BIN) + " " + args + " 2>&1";
-  Output o;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return o;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
-  int st = pclose(p);
-  o.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return o;
-}
+Output run(const std::string& args) { return edgeward::testing::runEdgeward(args); }
 
 class CliTest : public ApiTest {
  protected:

@@ -10,46 +10,18 @@
 #include <vector>
 
 #include "support/packet.h"
+#include "support/run.h"
 
 namespace {
 
 using edgeward::testing::L4;
 using edgeward::testing::PacketSpec;
 
-struct Output {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
+using edgeward::testing::TempDir;
 
-Output run(const std::string& args) {
-  std::string cmd = std::string(EW_EDGEWARD_BIN) + " " + args + " 2>&1";
-  Output o;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return o;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
-  int st = pclose(p);
-  o.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return o;
-}
+using edgeward::testing::Output;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ewcli-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf " + path_).c_str()); }
-  std::string file(const std::string& name, const std::string& content = {}) const {
-    std::string p = path_ + "/" + name;
-    if (!content.empty()) std::ofstream(p) << content;
-    return p;
-  }
-
- private:
-  std::string path_;
-};
+Output run(const std::string& args) { return edgeward::testing::runEdgeward(args); }
 
 constexpr const char* kPolicy = R"(apiVersion: edgeward.io/v1
 kind: Policy

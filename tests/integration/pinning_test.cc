@@ -39,6 +39,7 @@
 #include "dataplane/selftest.h"
 #include "policy/compiler.h"
 #include "policy/policy.h"
+#include "support/run.h"
 
 namespace edgeward {
 namespace {
@@ -705,15 +706,7 @@ TEST_F(Pinning, ResetDetachesAndRemovesEverythingTwice) {
   EXPECT_TRUE(again->empty());
 }
 
-std::pair<int, std::string> runEdgeward(const std::string& args) {
-  std::string out;
-  FILE* p = ::popen(fmt::format("{} {} 2>&1", EW_EDGEWARD_BIN, args).c_str(), "r");
-  if (!p) return {-1, "popen failed"};
-  char buf[512];
-  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using edgeward::testing::runEdgeward;
 
 TEST_F(Pinning, ResetCommandRemovesEverythingAndSaysSo) {
   {
@@ -721,20 +714,20 @@ TEST_F(Pinning, ResetCommandRemovesEverythingAndSaysSo) {
     ASSERT_TRUE(pm);
   }
   expectFiltering();
-  auto [rc, out] = runEdgeward("reset --pin-dir " + pinDir_);
-  EXPECT_EQ(rc, 0) << out;
-  EXPECT_NE(out.find(linkPin(Hook::XdpIngress)), std::string::npos) << out;
-  EXPECT_NE(out.find("2 links detached"), std::string::npos) << out;
+  auto r = runEdgeward("reset --pin-dir " + pinDir_);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find(linkPin(Hook::XdpIngress)), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 links detached"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(pinDir_));
   EXPECT_EQ(probe(Proto::Tcp, kSsh), Outcome::Reply);
 
-  std::tie(rc, out) = runEdgeward("reset --pin-dir " + pinDir_);
-  EXPECT_EQ(rc, 0) << out;
-  EXPECT_NE(out.find("nothing pinned under " + pinDir_), std::string::npos) << out;
+  r = runEdgeward("reset --pin-dir " + pinDir_);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("nothing pinned under " + pinDir_), std::string::npos) << r.out;
 
-  std::tie(rc, out) = runEdgeward("reset --pin-dir /sys/fs/bpf");
-  EXPECT_EQ(rc, 1) << out;
-  EXPECT_NE(out.find("refusing"), std::string::npos) << out;
+  r = runEdgeward("reset --pin-dir /sys/fs/bpf");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("refusing"), std::string::npos) << r.out;
 }
 
 // ---------------------------------------------------------------------------------------------
