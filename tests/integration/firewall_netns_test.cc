@@ -28,6 +28,7 @@
 #include "dataplane/dataplane.h"
 #include "policy/compiler.h"
 #include "policy/policy.h"
+#include "support/lab.h"
 
 extern char** environ;
 
@@ -38,6 +39,9 @@ using bpf::FirewallMap;
 using netns::Outcome;
 using netns::Probe;
 using netns::Proto;
+using testing::compiledPolicy;
+using testing::Lab;
+using testing::pidPrefix;
 using namespace std::chrono_literals;
 
 constexpr char kClient4[] = "10.201.0.1";
@@ -100,51 +104,22 @@ spec:
 )";
 
 std::string base() { return "ewt-"; }
-std::string prefix() { return fmt::format("ewt-{}-", ::getpid()); }
-
-policy::CompiledPolicy compiled(const char* yaml) {
-  auto p = policy::parsePolicy(yaml, "test.yaml");
-  EXPECT_TRUE(p) << p.error().str();
-  auto c = policy::compile(*p);
-  EXPECT_TRUE(c) << c.error().str();
-  return *c;
-}
 
 // Two namespaces joined by a veth pair, echo servers on both sides. Removed on destruction.
-struct Lab {
-  netns::NetNs client, server;
-  netns::VethPair veth;
-  std::unique_ptr<netns::EchoServer> serverEcho, clientEcho;
-  std::string clientIf, serverIf;
-
-  static Result<std::unique_ptr<Lab>> create() {
-    auto lab = std::make_unique<Lab>();
-    EW_TRY(c, netns::NetNs::create(prefix() + "client"));
-    lab->client = std::move(*c);
-    EW_TRY(s, netns::NetNs::create(prefix() + "server"));
-    lab->server = std::move(*s);
-    lab->clientIf = prefix() + "c";
-    lab->serverIf = prefix() + "s";
-    EW_TRY(v, netns::VethPair::create(
-                  {lab->clientIf,
-                   lab->client.name(),
-                   {fmt::format("{}/24", kClient4), fmt::format("{}/64", kClient6),
-                    fmt::format("{}/24", kOther4), fmt::format("{}/64", kOther6)}},
-                  {lab->serverIf,
-                   lab->server.name(),
-                   {fmt::format("{}/24", kServer4), fmt::format("{}/64", kServer6)}}));
-    lab->veth = std::move(*v);
-    EW_TRY(se, netns::EchoServer::start(lab->server.name(), {{Proto::Tcp, kWeb},
-                                                             {Proto::Tcp, kSsh},
-                                                             {Proto::Tcp, kAlt},
-                                                             {Proto::Udp, kDns},
-                                                             {Proto::Udp, kSyslog}}));
-    lab->serverEcho = std::move(*se);
-    EW_TRY(ce, netns::EchoServer::start(lab->client.name(), {{Proto::Tcp, kBack}}));
-    lab->clientEcho = std::move(*ce);
-    return lab;
-  }
-};
+Result<std::unique_ptr<Lab>> makeLab() {
+  return Lab::create(
+      {.clientNs = "client",
+       .serverNs = "server",
+       .clientAddresses = {fmt::format("{}/24", kClient4), fmt::format("{}/64", kClient6),
+                           fmt::format("{}/24", kOther4), fmt::format("{}/64", kOther6)},
+       .serverAddresses = {fmt::format("{}/24", kServer4), fmt::format("{}/64", kServer6)},
+       .serverEcho = {{Proto::Tcp, kWeb},
+                      {Proto::Tcp, kSsh},
+                      {Proto::Tcp, kAlt},
+                      {Proto::Udp, kDns},
+                      {Proto::Udp, kSyslog}},
+       .clientEcho = {{Proto::Tcp, kBack}}});
+}
 
 // The firewall with a policy applied and attached to the server's veth end.
 struct Firewall {
@@ -156,7 +131,7 @@ struct Firewall {
   static Result<std::unique_ptr<Firewall>> attach(const Lab& lab, const char* yaml,
                                                   const std::string& mode) {
     auto f = std::make_unique<Firewall>();
-    f->policy = compiled(yaml);
+    f->policy = compiledPolicy(yaml);
     EW_TRY(fw, bpf::FirewallProgram::load(dataplane::optionsFor(f->policy)));
     f->fw = std::move(*fw);
     f->dp = std::make_unique<dataplane::Dataplane>(*f->fw);
@@ -218,7 +193,7 @@ class FirewallNetns : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     ASSERT_EQ(::geteuid(), 0u) << "integration tests need root";
-    auto lab = Lab::create();
+    auto lab = makeLab();
     ASSERT_TRUE(lab) << lab.error().str();
     lab_ = std::move(*lab);
   }
@@ -448,11 +423,11 @@ class RunCommand : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(::geteuid(), 0u) << "integration tests need root";
-    auto lab = Lab::create();
+    auto lab = makeLab();
     ASSERT_TRUE(lab) << lab.error().str();
     lab_ = std::move(*lab);
-    policyFile_ = fmt::format("/tmp/{}policy.yaml", prefix());
-    outFile_ = fmt::format("/tmp/{}run.out", prefix());
+    policyFile_ = fmt::format("/tmp/{}policy.yaml", pidPrefix());
+    outFile_ = fmt::format("/tmp/{}run.out", pidPrefix());
     std::ofstream(policyFile_) << kPolicy;
   }
   void TearDown() override {

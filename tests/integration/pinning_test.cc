@@ -39,6 +39,7 @@
 #include "dataplane/selftest.h"
 #include "policy/compiler.h"
 #include "policy/policy.h"
+#include "support/lab.h"
 #include "support/run.h"
 
 namespace edgeward {
@@ -51,6 +52,9 @@ using bpf::FirewallProgram;
 using bpf::Hook;
 using netns::Outcome;
 using netns::Proto;
+using testing::compiledPolicy;
+using testing::Lab;
+using testing::pidPrefix;
 using namespace std::chrono_literals;
 
 constexpr char kClient4[] = "10.202.0.1";
@@ -97,17 +101,8 @@ spec:
       action: allow
 )";
 
-std::string prefix() { return fmt::format("ewt-{}-", ::getpid()); }
 std::string pinDirFor(const std::string& test) {
-  return fmt::format("/sys/fs/bpf/{}{}", prefix(), test);
-}
-
-policy::CompiledPolicy compiled(const char* yaml) {
-  auto p = policy::parsePolicy(yaml, "test.yaml");
-  EXPECT_TRUE(p) << p.error().str();
-  auto c = policy::compile(*p);
-  EXPECT_TRUE(c) << c.error().str();
-  return *c;
+  return fmt::format("/sys/fs/bpf/{}{}", pidPrefix(), test);
 }
 
 // Small maps: these tests need few entries, and several programs are loaded at once.
@@ -146,36 +141,15 @@ class RemoveLeftovers : public ::testing::Environment {
     ::testing::AddGlobalTestEnvironment(new RemoveLeftovers);
 
 // Two namespaces joined by a veth pair, echo servers on the server side. Removed on destruction.
-struct Lab {
-  netns::NetNs client, server;
-  netns::VethPair veth;
-  std::unique_ptr<netns::EchoServer> echo;
-  std::string clientIf, serverIf;
-
-  static Result<std::unique_ptr<Lab>> create() {
-    auto lab = std::make_unique<Lab>();
-    EW_TRY(c, netns::NetNs::create(prefix() + "pc"));
-    lab->client = std::move(*c);
-    EW_TRY(s, netns::NetNs::create(prefix() + "ps"));
-    lab->server = std::move(*s);
-    lab->clientIf = prefix() + "c";
-    lab->serverIf = prefix() + "s";
-    EW_TRY(v, netns::VethPair::create(
-                  {lab->clientIf,
-                   lab->client.name(),
-                   {fmt::format("{}/24", kClient4), fmt::format("{}/64", kClient6)}},
-                  {lab->serverIf,
-                   lab->server.name(),
-                   {fmt::format("{}/24", kServer4), fmt::format("{}/64", kServer6)}}));
-    lab->veth = std::move(*v);
-    EW_TRY(e, netns::EchoServer::start(lab->server.name(), {{Proto::Tcp, kWeb},
-                                                            {Proto::Tcp, kSsh},
-                                                            {Proto::Udp, kDns},
-                                                            {Proto::Udp, kSyslog}}));
-    lab->echo = std::move(*e);
-    return lab;
-  }
-};
+Result<std::unique_ptr<Lab>> makeLab() {
+  return Lab::create(
+      {.clientNs = "pc",
+       .serverNs = "ps",
+       .clientAddresses = {fmt::format("{}/24", kClient4), fmt::format("{}/64", kClient6)},
+       .serverAddresses = {fmt::format("{}/24", kServer4), fmt::format("{}/64", kServer6)},
+       .serverEcho = {
+           {Proto::Tcp, kWeb}, {Proto::Tcp, kSsh}, {Proto::Udp, kDns}, {Proto::Udp, kSyslog}}});
+}
 
 constexpr std::chrono::milliseconds kReply = 2s, kDropped = 300ms;
 
@@ -187,7 +161,9 @@ class Streams {
   static constexpr int kBurst = 800;  // 50 ms
 
   explicit Streams(const Lab& lab)
-      : lab_(lab), before_(lab.echo->udpReceived()), started_(std::chrono::steady_clock::now()) {
+      : lab_(lab),
+        before_(lab.serverEcho->udpReceived()),
+        started_(std::chrono::steady_clock::now()) {
     allowed_ = std::thread([this] { run(kDns, 3s, allowedSent_, allowedReplies_, allowedError_); });
     denied_ =
         std::thread([this] { run(kSyslog, 20ms, deniedSent_, deniedReplies_, deniedError_); });
@@ -205,7 +181,7 @@ class Streams {
     EXPECT_GT(allowedSent_, 0);
     EXPECT_EQ(allowedReplies_, allowedSent_) << "allowed datagrams lost";
     EXPECT_EQ(deniedReplies_, 0) << "denied datagrams answered";
-    EXPECT_EQ(lab_.echo->udpReceived() - before_, static_cast<uint64_t>(allowedSent_))
+    EXPECT_EQ(lab_.serverEcho->udpReceived() - before_, static_cast<uint64_t>(allowedSent_))
         << "the server must receive exactly the allowed stream";
     EXPECT_LT(started_, lastChange) << "the streams started after the change: not covered";
   }
@@ -245,10 +221,10 @@ class Pinning : public ::testing::Test {
   void SetUp() override {
     ASSERT_EQ(::geteuid(), 0u) << "integration tests need root";
     pinDir_ = pinDirFor(::testing::UnitTest::GetInstance()->current_test_info()->name());
-    auto lab = Lab::create();
+    auto lab = makeLab();
     ASSERT_TRUE(lab) << lab.error().str();
     lab_ = std::move(*lab);
-    policy_ = compiled(kPolicy);
+    policy_ = compiledPolicy(kPolicy);
   }
 
   void TearDown() override {
@@ -547,7 +523,7 @@ TEST_F(Pinning, UpgradeSwapsTheProgramWithoutLosingAPacket) {
   expectFiltering();
 
   // The Dataplane built before the upgrades drives the new program's (shared) maps.
-  auto applied = dp.apply(compiled(kNoDnsPolicy), 2);
+  auto applied = dp.apply(compiledPolicy(kNoDnsPolicy), 2);
   ASSERT_TRUE(applied) << applied.error().str();
   EXPECT_EQ(probe(Proto::Udp, kDns, kDropped), Outcome::Timeout);
   EXPECT_EQ(probe(Proto::Tcp, kWeb), Outcome::Reply);
@@ -615,7 +591,7 @@ TEST_F(Pinning, UpgradeRefusesAnUnloadableProgramAndChangesNothing) {
   auto cases = pm->casesFromCurrent(dataplane::selfTestPackets(policy_, 32));
   ASSERT_TRUE(cases) << cases.error().str();
   const auto before = linkProgIds(*pm);
-  const std::string tmp = fs::temp_directory_path() / (prefix() + "objects");
+  const std::string tmp = fs::temp_directory_path() / (pidPrefix() + "objects");
   fs::create_directories(tmp);
 
   // Not a BPF object at all.
@@ -829,7 +805,7 @@ TEST_F(PinnedMaps, FreshMapsStartDenyingAndAdoptedOnesAreNotRewritten) {
 
 TEST(ResetPins, RefusesWhatIsNotAnEdgewardPinDirectory) {
   ASSERT_EQ(::geteuid(), 0u) << "needs root";
-  const std::string tmp = fs::temp_directory_path() / (prefix() + "not-bpffs");
+  const std::string tmp = fs::temp_directory_path() / (pidPrefix() + "not-bpffs");
   fs::create_directories(tmp);
   std::ofstream(tmp + "/precious") << "keep me\n";
   auto r = FirewallProgram::resetPins(tmp);
