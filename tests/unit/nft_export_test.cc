@@ -32,21 +32,16 @@
 #include "policy/evaluator.h"
 #include "policy/nft_export.h"
 #include "policy/policy.h"
+#include "support/policy_builders.h"
 #include "support/packet.h"
+#include "support/run.h"
 
 namespace edgeward::policy {
 namespace {
 
-Policy parseOk(const std::string& yaml) {
-  auto r = parsePolicy(yaml, "policy.yaml");
-  EXPECT_TRUE(r.has_value()) << r.error().str();
-  return r ? *r : Policy{};
-}
+using builders::parseOk;
 
-std::string doc(std::string_view spec) {
-  return "apiVersion: edgeward.io/v1\nkind: Policy\nmetadata: {name: nft-test}\nspec:\n" +
-         std::string(spec);
-}
+std::string doc(std::string_view spec) { return builders::policyDoc(spec, "nft-test"); }
 
 bool has(const std::string& text, std::string_view needle) {
   return text.find(needle) != std::string::npos;
@@ -381,29 +376,16 @@ TEST(NftExport, OptionsAreChecked) {
 // ---------------------------------------------------------------------------------------------
 // The kernel: nft check mode, a real load in a throwaway namespace, verdicts on real frames.
 
-struct Cmd {
-  int rc = -1;
-  std::string out;  // stdout and stderr
-};
+using Cmd = edgeward::testing::Output;
 
-Cmd run(const std::string& command) {
-  Cmd c;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (!p) return c;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) c.out.append(buf, n);
-  int status = ::pclose(p);
-  c.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return c;
-}
+Cmd run(const std::string& command) { return edgeward::testing::runShell(command); }
 
 bool kernelTestsPossible(std::string* why) {
   if (::geteuid() != 0) {
     *why = "needs root";
     return false;
   }
-  if (run("command -v nft").rc != 0) {
+  if (run("command -v nft").code != 0) {
     *why = "nft is not installed (scripts/setup-deps.sh installs it)";
     return false;
   }
@@ -451,18 +433,18 @@ TEST(NftExportKernel, NftCheckModeAcceptsTheRuleset) {
   // Check mode (-c) validates against the kernel and changes nothing.
   TempFile inet(exportNft(kPolicy));
   Cmd c = run("nft -c -f " + inet.path());
-  EXPECT_EQ(c.rc, 0) << c.out;
+  EXPECT_EQ(c.code, 0) << c.out;
   NftOptions o;
   o.device = "lo";
   TempFile dev(exportNft(kPolicy, o));
   c = run("nft -c -f " + dev.path());
-  EXPECT_EQ(c.rc, 0) << c.out;
+  EXPECT_EQ(c.code, 0) << c.out;
   Policy allow = kPolicy;
   allow.defaultAction = Action::Allow;
   allow.ingress[1].name = std::string(200, 'n');
   TempFile other(exportNft(allow));
   c = run("nft -c -f " + other.path());
-  EXPECT_EQ(c.rc, 0) << c.out;
+  EXPECT_EQ(c.code, 0) << c.out;
 }
 
 TEST(NftExportKernel, LoadsAndReplacesInsideAThrowawayNamespace) {
@@ -472,9 +454,9 @@ TEST(NftExportKernel, LoadsAndReplacesInsideAThrowawayNamespace) {
     netns::NetNs ns = makeNs("load");
     TempFile first(exportNft(kPolicy));
     Cmd c = inNs(ns, "nft -f " + first.path());
-    ASSERT_EQ(c.rc, 0) << c.out;
+    ASSERT_EQ(c.code, 0) << c.out;
     Cmd list = inNs(ns, "nft list ruleset");
-    ASSERT_EQ(list.rc, 0) << list.out;
+    ASSERT_EQ(list.code, 0) << list.out;
     EXPECT_TRUE(has(list.out, "table inet edgeward {")) << list.out;
     for (std::string_view set : {"set admin_v4", "set lab_v6", "set _1st_hfloor_dlan__x_v4"})
       EXPECT_TRUE(has(list.out, set)) << set;
@@ -488,7 +470,7 @@ TEST(NftExportKernel, LoadsAndReplacesInsideAThrowawayNamespace) {
     changed.defaultAction = Action::Allow;
     TempFile second(exportNft(changed));
     c = inNs(ns, "nft -f " + second.path());
-    ASSERT_EQ(c.rc, 0) << c.out;
+    ASSERT_EQ(c.code, 0) << c.out;
     list = inNs(ns, "nft list ruleset");
     EXPECT_FALSE(has(list.out, "admin_v4")) << list.out;
     EXPECT_FALSE(has(list.out, "comment \"ssh\""));
@@ -496,7 +478,7 @@ TEST(NftExportKernel, LoadsAndReplacesInsideAThrowawayNamespace) {
     EXPECT_EQ(count(list.out, "table inet edgeward"), 1u);
     // And again: loading is idempotent.
     c = inNs(ns, "nft -f " + second.path());
-    ASSERT_EQ(c.rc, 0) << c.out;
+    ASSERT_EQ(c.code, 0) << c.out;
 
     // Device mode, on a veth inside the namespace.
     auto veth = netns::VethPair::create({"ewn0", ns.name(), {}}, {"ewn1", ns.name(), {}});
@@ -505,7 +487,7 @@ TEST(NftExportKernel, LoadsAndReplacesInsideAThrowawayNamespace) {
     o.device = "ewn1";
     TempFile dev(exportNft(kPolicy, o));
     c = inNs(ns, "nft -f " + dev.path());
-    ASSERT_EQ(c.rc, 0) << c.out;
+    ASSERT_EQ(c.code, 0) << c.out;
     list = inNs(ns, "nft list table netdev edgeward");
     EXPECT_TRUE(has(list.out, "type filter hook ingress device \"ewn1\"")) << list.out;
     EXPECT_TRUE(has(list.out, "type filter hook egress device \"ewn1\"")) << list.out;
@@ -639,7 +621,7 @@ struct CounterVal {
 
 std::map<CounterKey, CounterVal> readCounters(const netns::NetNs& ns) {
   Cmd c = inNs(ns, "nft -j list ruleset");
-  if (c.rc != 0) throw std::runtime_error("nft -j list ruleset: " + c.out);
+  if (c.code != 0) throw std::runtime_error("nft -j list ruleset: " + c.out);
   std::map<CounterKey, CounterVal> out;
   const nlohmann::json doc = nlohmann::json::parse(c.out);  // the loop must not outlive it
   for (const auto& item : doc.at("nftables")) {
@@ -670,7 +652,7 @@ TEST(NftExportKernel, VerdictsOnRealFramesMatchTheEvaluator) {
   Cmd c = inNs(ns,
                "sh -c 'echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6 && "
                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6'");
-  ASSERT_EQ(c.rc, 0) << c.out;
+  ASSERT_EQ(c.code, 0) << c.out;
   auto veth = netns::VethPair::create({"ewf0", ns.name(), {}}, {"ewf1", ns.name(), {}});
   ASSERT_TRUE(veth.has_value()) << veth.error().str();
   // A probe before the firewall on both hooks of ewf1, so each frame is known to have been seen.
@@ -680,7 +662,7 @@ TEST(NftExportKernel, VerdictsOnRealFramesMatchTheEvaluator) {
 }
 )");
   c = inNs(ns, "nft -f " + probe.path());
-  ASSERT_EQ(c.rc, 0) << c.out;
+  ASSERT_EQ(c.code, 0) << c.out;
 
   // Raw sockets: frames sent on ewf0 arrive on ewf1's ingress, frames sent on ewf1 leave
   // through its egress.
@@ -708,7 +690,7 @@ TEST(NftExportKernel, VerdictsOnRealFramesMatchTheEvaluator) {
     o.device = "ewf1";
     TempFile rules(exportNft(pol, o));
     c = inNs(ns, "nft -f " + rules.path());
-    ASSERT_EQ(c.rc, 0) << c.out;
+    ASSERT_EQ(c.code, 0) << c.out;
 
     PacketGen gen(def == Action::Deny ? 1 : 2);
     auto before = readCounters(ns);

@@ -21,6 +21,7 @@
 #include "policy/compiler.h"
 #include "policy/policy.h"
 #include "support/image_lookup.h"
+#include "support/policy_builders.h"
 
 namespace edgeward::policy {
 namespace {
@@ -48,17 +49,7 @@ Prefix pfx(std::string_view text) {
   return p;
 }
 
-PortSpec tcp(uint16_t first, uint16_t last) { return {Protocol::Tcp, {first, last}}; }
-PortSpec tcp(uint16_t port) { return tcp(port, port); }
-PortSpec udp(uint16_t first, uint16_t last) { return {Protocol::Udp, {first, last}}; }
-PortSpec udp(uint16_t port) { return udp(port, port); }
-PortSpec udpAll() { return {Protocol::Udp, {0, 65535}}; }
-PortSpec icmp() { return {Protocol::Icmp, {0, 65535}}; }
-PortSpec icmpv6() { return {Protocol::Icmpv6, {0, 65535}}; }
-PortSpec anyProtocol() { return {Protocol::Any, {0, 65535}}; }
-
-constexpr Action kAllow = Action::Allow;
-constexpr Action kDeny = Action::Deny;
+using namespace builders;
 
 class PolicyBuilder {
  public:

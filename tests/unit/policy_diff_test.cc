@@ -7,20 +7,14 @@
 
 #include "policy/diff.h"
 #include "policy/policy.h"
+#include "support/policy_builders.h"
 
 namespace edgeward::policy {
 namespace {
 
-Policy parseOk(const std::string& yaml) {
-  auto r = parsePolicy(yaml, "policy.yaml");
-  EXPECT_TRUE(r.has_value()) << r.error().str();
-  return r ? *r : Policy{};
-}
+using builders::parseOk;
 
-std::string doc(std::string_view spec) {
-  return "apiVersion: edgeward.io/v1\nkind: Policy\nmetadata: {name: t}\nspec:\n" +
-         std::string(spec);
-}
+std::string doc(std::string_view spec) { return builders::policyDoc(spec, "t"); }
 
 Prefix pfx(std::string_view t) {
   auto r = parsePrefix(t);
