@@ -42,6 +42,7 @@
 #include "common/netns.h"
 #include "dataplane/dataplane.h"
 #include "policy/compiler.h"
+#include "support/common.h"
 #include "support/ethtool.h"
 #include "support/packet.h"
 #include "support/policy_gen.h"
@@ -65,13 +66,9 @@ struct Stop : std::runtime_error {
   Stop() : std::runtime_error("interrupted") {}
 };
 
-[[noreturn]] void die(const std::string& msg) { throw std::runtime_error(msg); }
-
-template <typename T>
-T must(Result<T> r, const std::string& what) {
-  if (!r) die(what + ": " + r.error().str());
-  if constexpr (!std::is_void_v<T>) return std::move(*r);
-}
+using eb::classify;
+using eb::die;
+using eb::must;
 
 struct Args {
   double seconds = 2.0;
@@ -101,11 +98,7 @@ struct GenResult {
   double wallS = 0, cpuS = 0;
 };
 
-double threadCpuS() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+double threadCpuS() { return eb::threadCpuNs() / 1e9; }
 
 // Runs the live-frames generator for `seconds` (in the calling thread's namespace).
 GenResult generate(int progFd, int ifindex, const std::vector<uint8_t>& frame, double seconds) {
@@ -151,16 +144,6 @@ std::vector<uint8_t> frameOf(bool udp, const std::string& src, uint16_t dport) {
   s.tcpFlags = 0x02;
   s.payload = udp ? 18 : 6;  // 60-byte frames (64 on a wire with the FCS)
   return et::buildPacket(s);
-}
-
-int classify(FirewallProgram& fw, const std::vector<uint8_t>& frame) {
-  const uint32_t n = uint32_t{EW_DIRS} * EW_R_COUNT;
-  must(fw.clearCounters(FirewallMap::ReasonStats, n), "clearing counters");
-  must(fw.testRun(Hook::XdpIngress, frame, 1), "test run");
-  auto c = must(fw.readCounters(FirewallMap::ReasonStats, n), "reading counters");
-  for (uint32_t r = 0; r < EW_R_COUNT; r++)
-    if (c[uint32_t{EW_INGRESS} * EW_R_COUNT + r].packets) return static_cast<int>(r);
-  return -1;
 }
 
 uint64_t firewallDrops(FirewallProgram& fw) {
@@ -548,9 +531,7 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
-  libbpf_set_print([](libbpf_print_level lvl, const char* f, va_list ap) {
-    return lvl == LIBBPF_WARN ? std::vfprintf(stderr, f, ap) : 0;
-  });
+  eb::quietLibbpf();
   try {
     return run(parse(argc, argv));
   } catch (const Stop&) {

@@ -22,6 +22,7 @@
 #include "bpf/firewall_program.h"
 #include "dataplane/dataplane.h"
 #include "policy/compiler.h"
+#include "support/common.h"
 #include "support/packet.h"
 #include "support/policy_gen.h"
 #include "support/report.h"
@@ -52,16 +53,9 @@ constexpr size_t kRuleGrid[] = {10, 10'000, 100'000};
 constexpr size_t kTargetPrefixes = 100'000, kTargetRules = 10'000;
 constexpr double kTargetRatio = 3.0;
 
-[[noreturn]] void die(const std::string& msg) {
-  std::fprintf(stderr, "ew_bench_lookup: %s\n", msg.c_str());
-  std::exit(1);
-}
-
-template <typename T>
-T must(Result<T> r, const char* what) {
-  if (!r) die(std::string(what) + ": " + r.error().str());
-  if constexpr (!std::is_void_v<T>) return std::move(*r);
-}
+using eb::classify;
+using eb::die;
+using eb::must;
 
 std::string human(size_t n) {
   if (n >= 1'000'000 && n % 1'000'000 == 0) return fmt::format("{}M", n / 1'000'000);
@@ -79,12 +73,6 @@ struct RunNs {
   uint32_t kernel = 0;  // the kernel's duration for the long run
 };
 
-double threadNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
 RunNs runNs(int progFd, const std::vector<uint8_t>& frame, uint32_t repeat) {
   auto once = [&](uint32_t n, uint32_t* duration) {
     bpf_test_run_opts o{};
@@ -92,10 +80,10 @@ RunNs runNs(int progFd, const std::vector<uint8_t>& frame, uint32_t repeat) {
     o.data_in = frame.data();
     o.data_size_in = static_cast<uint32_t>(frame.size());
     o.repeat = static_cast<int>(n);
-    double t0 = threadNs();
+    double t0 = eb::threadCpuNs();
     if (bpf_prog_test_run_opts(progFd, &o) != 0)
       die(fmt::format("BPF_PROG_TEST_RUN: {}", std::strerror(errno)));
-    double t1 = threadNs();
+    double t1 = eb::threadCpuNs();
     if (duration) *duration = o.duration;
     return t1 - t0;
   };
@@ -104,17 +92,6 @@ RunNs runNs(int progFd, const std::vector<uint8_t>& frame, uint32_t repeat) {
   double total = once(repeat, &r.kernel);
   r.cpu = std::max(0.0, total - setup) / (repeat - 2);
   return r;
-}
-
-// Which ingress reason counter one run of the frame increments (-1: none).
-int classify(FirewallProgram& fw, const std::vector<uint8_t>& frame) {
-  constexpr uint32_t n = uint32_t{EW_DIRS} * EW_R_COUNT;
-  must(fw.clearCounters(FirewallMap::ReasonStats, n), "clearing counters");
-  must(fw.testRun(Hook::XdpIngress, frame, 1), "test run");
-  auto c = must(fw.readCounters(FirewallMap::ReasonStats, n), "reading counters");
-  for (uint32_t r = 0; r < EW_R_COUNT; r++)
-    if (c[uint32_t{EW_INGRESS} * EW_R_COUNT + r].packets) return static_cast<int>(r);
-  return -1;
 }
 
 std::vector<uint8_t> tcpFrame(const std::string& src, const std::string& dst, uint16_t sport,
@@ -355,14 +332,10 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int benchMain(int argc, char** argv) {
   Args a = parse(argc, argv);
   if (geteuid() != 0) die("needs root (BPF_PROG_TEST_RUN on loaded programs)");
-  libbpf_set_print([](libbpf_print_level lvl, const char* f, va_list ap) {
-    return lvl == LIBBPF_WARN ? std::vfprintf(stderr, f, ap) : 0;
-  });
+  eb::quietLibbpf();
   const std::string machine = eb::machineLine();
 
   std::vector<std::pair<size_t, size_t>> cells = a.cells;
@@ -575,4 +548,15 @@ int main(int argc, char** argv) {
   f << md;
   std::fprintf(stderr, "wrote %s\n", a.out.c_str());
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return benchMain(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ew_bench_lookup: %s\n", e.what());
+    return 1;
+  }
 }

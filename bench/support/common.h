@@ -1,0 +1,57 @@
+// Helpers the benchmark programs share: failing with a message, unwrapping results, the
+// thread's CPU clock, libbpf's log level and the firewall's reason for one frame.
+#pragma once
+
+#include <bpf/libbpf.h>
+#include <time.h>
+
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "bpf/firewall_program.h"
+#include "common/result.h"
+
+namespace edgeward::bench {
+
+// Ends the benchmark with msg: main() catches it, prints it and exits 1.
+[[noreturn]] inline void die(const std::string& msg) { throw std::runtime_error(msg); }
+
+// The value of r, or die with "what: <error>".
+template <typename T>
+T must(Result<T> r, const std::string& what) {
+  if (!r) die(what + ": " + r.error().str());
+  if constexpr (!std::is_void_v<T>) return std::move(*r);
+}
+
+// The calling thread's CPU time in nanoseconds.
+inline double threadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+// libbpf prints warnings and errors only.
+inline void quietLibbpf() {
+  libbpf_set_print([](libbpf_print_level lvl, const char* f, va_list ap) {
+    return lvl == LIBBPF_WARN ? std::vfprintf(stderr, f, ap) : 0;
+  });
+}
+
+// Which ingress reason counter one XDP run of the frame increments (-1: none).
+inline int classify(bpf::FirewallProgram& fw, const std::vector<uint8_t>& frame) {
+  constexpr uint32_t n = uint32_t{EW_DIRS} * EW_R_COUNT;
+  must(fw.clearCounters(bpf::FirewallMap::ReasonStats, n), "clearing counters");
+  must(fw.testRun(bpf::Hook::XdpIngress, frame, 1), "test run");
+  auto c = must(fw.readCounters(bpf::FirewallMap::ReasonStats, n), "reading counters");
+  for (uint32_t r = 0; r < EW_R_COUNT; r++)
+    if (c[uint32_t{EW_INGRESS} * EW_R_COUNT + r].packets) return static_cast<int>(r);
+  return -1;
+}
+
+}  // namespace edgeward::bench
