@@ -511,11 +511,7 @@ int run(const Args& a) {
       "time (generation and the receiver's softirq both run in that thread's context), which "
       "discounts time the thread spent preempted by other work on the machine.\n";
 
-  std::fputs(md.c_str(), stdout);
-  std::ofstream f(a.out);
-  if (!f) die("cannot write " + a.out);
-  f << md;
-  std::fprintf(stderr, "wrote %s\n", a.out.c_str());
+  eb::writeReport(md, a.out);
   return 0;
 }
 

@@ -542,11 +542,7 @@ int benchMain(int argc, char** argv) {
   md += "\n## Spread\n\n";
   md += rawT->str();
 
-  std::fputs(md.c_str(), stdout);
-  std::ofstream f(a.out);
-  if (!f) die("cannot write " + a.out);
-  f << md;
-  std::fprintf(stderr, "wrote %s\n", a.out.c_str());
+  eb::writeReport(md, a.out);
   return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -27,6 +28,15 @@ template <typename T>
 T must(Result<T> r, const std::string& what) {
   if (!r) die(what + ": " + r.error().str());
   if constexpr (!std::is_void_v<T>) return std::move(*r);
+}
+
+// Prints the markdown report md and writes it to path.
+inline void writeReport(const std::string& md, const std::string& path) {
+  std::fputs(md.c_str(), stdout);
+  std::ofstream f(path);
+  if (!f) die("cannot write " + path);
+  f << md;
+  std::fprintf(stderr, "wrote %s\n", path.c_str());
 }
 
 // The calling thread's CPU time in nanoseconds.
