@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/netns.h"
 #include "common/yaml_reader.h"
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
@@ -30,22 +31,6 @@ Result<void> makeDirs(const std::string& dir) {
   return {};
 }
 
-// Runs fn with the calling thread inside network namespace `netns` (empty: stay).
-template <typename F>
-auto inNetns(const std::string& netns, F fn) -> decltype(fn()) {
-  if (netns.empty()) return fn();
-  UniqueFd self(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  std::string path = "/var/run/netns/" + netns;
-  UniqueFd target(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!self.valid() || !target.valid())
-    return failErrno(fmt::format("network namespace \"{}\" ({})", netns, path));
-  if (::setns(target.get(), CLONE_NEWNET) != 0)
-    return failErrno(fmt::format("entering network namespace \"{}\"", netns));
-  auto r = fn();
-  ::setns(self.get(), CLONE_NEWNET);
-  return r;
-}
-
 bpf::FirewallOptions optionsOf(const AgentConfig& cfg) {
   bpf::FirewallOptions o;
   o.capIntervals4 = cfg.capacity.ipv4Intervals;
@@ -58,14 +43,14 @@ bpf::FirewallOptions optionsOf(const AgentConfig& cfg) {
   return o;
 }
 
+// The compiler refuses what the loaded maps could not hold.
 policy::CompileLimits limitsOf(const AgentConfig& cfg) {
-  policy::CompileLimits l;
-  l.maxIntervals4 = cfg.capacity.ipv4Intervals;
-  l.maxIntervals6 = cfg.capacity.ipv6Intervals;
-  l.maxGroups = cfg.capacity.groups;
-  l.maxPortEntries = cfg.capacity.portEntries;
-  l.maxRules = cfg.capacity.rules;
-  return l;
+  const auto o = optionsOf(cfg);
+  return {.maxRules = o.capRules,
+          .maxIntervals4 = o.capIntervals4,
+          .maxIntervals6 = o.capIntervals6,
+          .maxGroups = o.capGroups,
+          .maxPortEntries = o.capPortEntries};
 }
 
 Error invalid(const Error& e) { return Error(ErrorCode::InvalidArgument, e.str()); }
@@ -169,9 +154,14 @@ Result<void> Agent::attachAll() {
     const bpf::Hook in =
         iface.mode == AttachMode::Xdp ? bpf::Hook::XdpIngress : bpf::Hook::TcIngress;
     for (bpf::Hook h : {in, bpf::Hook::TcEgress}) {
-      auto link = inNetns(iface.netns, [&]() -> Result<const dataplane::ManagedLink*> {
+      auto link = [&]() -> Result<const dataplane::ManagedLink*> {
+        std::optional<netns::NsGuard> inside;  // back to our namespace when it goes
+        if (!iface.netns.empty()) {
+          EW_TRY(g, netns::NsGuard::enter(iface.netns));
+          inside.emplace(std::move(*g));
+        }
         return pm_->ensureLink(iface.netns, iface.name, h);
-      });
+      }();
       if (!link)
         return std::unexpected(link.error().context(fmt::format(
             "interface {}{}", iface.name, iface.netns.empty() ? "" : " in netns " + iface.netns)));

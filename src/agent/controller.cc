@@ -3,27 +3,16 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
 
 #include "agent/policy_store.h"
+#include "common/yaml_reader.h"
 #include "edgeward/v1/agent.grpc.pb.h"
 #include "policy/policy.h"
 
 namespace edgeward::agent {
-namespace {
-
-std::string readAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-}  // namespace
 
 struct Controller::Impl final : public edgeward::v1::Controller::Service {
   ControllerConfig cfg;
@@ -71,7 +60,12 @@ struct Controller::Impl final : public edgeward::v1::Controller::Service {
     for (const auto& entry : std::filesystem::directory_iterator(cfg.policyDir, ec)) {
       if (entry.path().extension() != ".yaml") continue;
       std::string group = entry.path().stem().string();
-      std::string yaml = readAll(entry.path().string());
+      auto text = yaml::readFile(entry.path().string(), 64u << 20);
+      if (!text) {
+        fmt::print(stderr, "edgeward controller: {}\n", text.error().str());
+        continue;
+      }
+      const std::string& yaml = *text;
       std::string hash = PolicyStore::hashOf(yaml);
       std::lock_guard lock(mu);
       GroupState& g = groups[group];
@@ -114,8 +108,11 @@ Result<void> Controller::start() {
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   if (!I.cfg.ca.empty()) {
     grpc::SslServerCredentialsOptions o(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-    o.pem_root_certs = readAll(I.cfg.ca);
-    o.pem_key_cert_pairs.push_back({readAll(I.cfg.key), readAll(I.cfg.cert)});
+    EW_TRY(ca, yaml::readFile(I.cfg.ca, 1u << 20));
+    EW_TRY(cert, yaml::readFile(I.cfg.cert, 1u << 20));
+    EW_TRY(key, yaml::readFile(I.cfg.key, 1u << 20));
+    o.pem_root_certs = *ca;
+    o.pem_key_cert_pairs.push_back({*key, *cert});
     creds = grpc::SslServerCredentials(o);
   }
   grpc::ServerBuilder b;

@@ -2,30 +2,25 @@
 
 #include <unistd.h>
 
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/yaml_reader.h"
 #include "edgeward/v1/agent.grpc.pb.h"
 
 namespace edgeward::agent {
 namespace {
 
-std::string readAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::shared_ptr<grpc::ChannelCredentials> credentials(const UpstreamConfig& cfg) {
+Result<std::shared_ptr<grpc::ChannelCredentials>> credentials(const UpstreamConfig& cfg) {
   if (cfg.tls.ca.empty()) return grpc::InsecureChannelCredentials();
   grpc::SslCredentialsOptions o;
-  o.pem_root_certs = readAll(cfg.tls.ca);
-  o.pem_cert_chain = readAll(cfg.tls.cert);
-  o.pem_private_key = readAll(cfg.tls.key);
+  EW_TRY(ca, yaml::readFile(cfg.tls.ca, 1u << 20));
+  EW_TRY(cert, yaml::readFile(cfg.tls.cert, 1u << 20));
+  EW_TRY(key, yaml::readFile(cfg.tls.key, 1u << 20));
+  o.pem_root_certs = *ca;
+  o.pem_cert_chain = *cert;
+  o.pem_private_key = *key;
   return grpc::SslCredentials(o);
 }
 
@@ -62,7 +57,15 @@ void Follower::run() {
   uint64_t have = 0;  // the controller's version for our group already applied
   agent_.setUpstreamState("connecting " + cfg_.address);
   while (true) {
-    auto channel = grpc::CreateChannel(cfg_.address, credentials(cfg_));
+    auto creds = credentials(cfg_);
+    if (!creds) {
+      agent_.setUpstreamState(
+          fmt::format("disconnected {}: {}", cfg_.address, creds.error().str()));
+      if (!sleepFor(std::chrono::duration_cast<std::chrono::milliseconds>(backoff))) return;
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, 30s);
+      continue;
+    }
+    auto channel = grpc::CreateChannel(cfg_.address, *creds);
     auto stub = edgeward::v1::Controller::NewStub(channel);
     grpc::ClientContext ctx;
     {
