@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds the benchmark targets in BUILD_DIR, runs both benchmarks and prints their tables.
-# Results: bench/results/lookup.md and bench/results/drop.md. Needs root (sudo is used if
-# available). Extra arguments per benchmark: EW_BENCH_LOOKUP_ARGS, EW_BENCH_DROP_ARGS, e.g.
+# Builds the benchmark targets in BUILD_DIR, runs the three benchmarks and prints their tables.
+# Results: bench/results/lookup.md, bench/results/drop.md and bench/results/apply.md. Needs root
+# (sudo is used if available). Extra arguments per benchmark: EW_BENCH_LOOKUP_ARGS,
+# EW_BENCH_DROP_ARGS, EW_BENCH_APPLY_ARGS, e.g.
 #   EW_BENCH_LOOKUP_ARGS="--cells 100000x10000 --rounds 3" bash bench/run.sh build
-# The drop benchmark creates the namespaces ewb-gen and ewb-fw; they (with their veth pair, XDP
-# links and nft table) are removed when it ends, and again here on any exit, even on failure.
+# The drop benchmark creates the namespaces ewb-gen and ewb-fw; the apply benchmark creates
+# ewb-apply-<this script's pid> (nft rulesets are loaded only there) and /tmp files named after
+# it. They (with their veth pair, XDP links and nft tables) are removed when each benchmark ends,
+# and again here on any exit, even on failure.
 set -uo pipefail
 
 BUILD=${1:-build}
@@ -19,7 +22,8 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
-NAMESPACES=(ewb-gen ewb-fw)
+APPLY_NS="ewb-apply-$$"
+NAMESPACES=(ewb-gen ewb-fw "$APPLY_NS")
 for ns in "${NAMESPACES[@]}"; do
   if [ -e "/var/run/netns/$ns" ]; then
     echo "bench/run.sh: namespace $ns exists (another run, or a stale one: ip netns del $ns)" >&2
@@ -32,6 +36,7 @@ cleanup() {
     [ -e "/var/run/netns/$ns" ] && $SUDO ip netns del "$ns" 2>/dev/null
   done
   $SUDO rm -f /tmp/ewb-exact-*.nft /tmp/ewb-saddr-*.nft /tmp/ewb-floor-*.nft 2>/dev/null
+  $SUDO rm -f "/tmp/$APPLY_NS"-*.nft 2>/dev/null
   return 0
 }
 trap cleanup EXIT
@@ -40,7 +45,7 @@ trap 'exit 130' INT TERM HUP
 if [ ! -f "$BUILD/build.ninja" ] && [ ! -f "$BUILD/Makefile" ]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
 fi
-cmake --build "$BUILD" --target ew_bench_lookup ew_bench_drop || exit 1
+cmake --build "$BUILD" --target ew_bench_lookup ew_bench_drop ew_bench_apply || exit 1
 
 mkdir -p bench/results
 status=0
@@ -51,4 +56,9 @@ echo
 echo "== ew_bench_drop"
 # shellcheck disable=SC2086
 $SUDO "$BUILD/bench/ew_bench_drop" --out bench/results/drop.md ${EW_BENCH_DROP_ARGS:-} || status=1
+echo
+echo "== ew_bench_apply"
+# shellcheck disable=SC2086
+$SUDO "$BUILD/bench/ew_bench_apply" --netns "$APPLY_NS" --out bench/results/apply.md \
+  ${EW_BENCH_APPLY_ARGS:-} || status=1
 exit $status
