@@ -157,8 +157,24 @@ Result<std::string> readFile(const std::string& path, size_t maxBytes) {
 
 Result<YAML::Node> Reader::load() {
   try {
-    EW_CHECK(checkDocuments());
-    return YAML::Load(std::string(text_));
+    // The event pass that checks for a single document costs as much as the load itself (a
+    // 100k-prefix policy: ~200 ms), so it runs only where it can find something: when the text
+    // has a document marker, or the root is not a map (where yaml-cpp may stop early silently).
+    auto marker = [&] {
+      for (size_t at = 0; at < text_.size();) {
+        std::string_view line = text_.substr(at, text_.find('\n', at) - at);
+        if (line.starts_with("---") || line.starts_with("...")) return true;
+        size_t nl = text_.find('\n', at);
+        if (nl == std::string_view::npos) break;
+        at = nl + 1;
+      }
+      return false;
+    };
+    const bool markers = marker();
+    if (markers) EW_CHECK(checkDocuments());
+    YAML::Node root = YAML::Load(std::string(text_));
+    if (!markers && !root.IsMap()) EW_CHECK(checkDocuments());
+    return root;
   } catch (const YAML::Exception& e) {
     return syntaxError(e.mark, e.msg);
   }

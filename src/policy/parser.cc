@@ -178,6 +178,7 @@ class Parser : yaml::Reader {
       EW_CHECK(expect(value, YAML::NodeType::Sequence, idPath, "a list of addresses or prefixes"));
       if (value.size() == 0)
         return error(value, idPath, "must list at least one address or prefix");
+      std::map<Prefix, size_t> seen;  // prefix -> first index, for "listed twice"
       for (size_t i = 0; i < value.size(); ++i) {
         const YAML::Node item = value[i];
         std::string itemPath = index(idPath, i);
@@ -186,11 +187,11 @@ class Parser : yaml::Reader {
                        fmt::format("expected an address or prefix, got {}", describe(item)));
         auto prefix = parsePrefix(item.Scalar());
         if (!prefix) return error(item, itemPath, prefix.error().message());
-        auto dup = std::find(id.prefixes.begin(), id.prefixes.end(), *prefix);
-        if (dup != id.prefixes.end())
+        auto [dup, fresh] = seen.try_emplace(*prefix, id.prefixes.size());
+        if (!fresh)
           return error(item, itemPath,
                        fmt::format("{} is listed twice (first at {})", prefix->str(),
-                                   index(idPath, size_t(dup - id.prefixes.begin()))));
+                                   index(idPath, dup->second)));
         id.prefixes.push_back(*prefix);
       }
       policy_.identities.push_back(std::move(id));
