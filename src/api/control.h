@@ -16,7 +16,7 @@ namespace edgeward::api {
 
 enum class Role { Viewer, Admin };
 
-// Who is calling: from the client certificate (CN or URI SAN) over mTLS, or "local:uid=N" on the
+// Who is calling: from the client certificate (URI SAN, else CN) over mTLS, or "local" on the
 // unix socket (whose 0600 mode already limits it to root: local callers are admins).
 struct Caller {
   std::string identity;
@@ -24,12 +24,12 @@ struct Caller {
 };
 
 struct VersionInfo {
-  uint64_t version = 0;   // monotonically increasing; 0 = no policy yet
-  std::string hash;       // "sha256:<hex>" of the policy text
-  std::string author;     // Caller::identity of whoever applied it
+  uint64_t version = 0;     // monotonically increasing; 0 = no policy yet
+  std::string hash;         // "sha256:<hex>" of the policy text
+  std::string author;       // Caller::identity of whoever applied it
   int64_t appliedAtMs = 0;  // unix time, milliseconds
-  std::string name;       // metadata.name
-  std::string origin;     // "apply", "rollback from N", "upstream <addr>", "startup"
+  std::string name;         // metadata.name
+  std::string origin;       // "apply", "rollback to N", "upstream <addr> ...", "startup: FILE"
 };
 
 struct ApplyRequest {
@@ -40,10 +40,10 @@ struct ApplyRequest {
 };
 
 struct ApplyResult {
-  VersionInfo version;     // the new version, or the current one when dry-run / unchanged
+  VersionInfo version;      // the new version, or the current one when dry-run / unchanged
   policy::PolicyDiff diff;  // from the current policy to the requested one
-  bool changed = false;    // false for dry-run and for a policy identical to the current one
-  double applyMs = 0;      // parse + compile + map writes + switch
+  bool changed = false;     // false for dry-run and for a policy identical to the current one
+  double applyMs = 0;       // parse + compile + map writes + switch
 };
 
 struct InterfaceStatus {
@@ -56,13 +56,13 @@ struct InterfaceStatus {
 struct Status {
   VersionInfo policy;
   std::vector<InterfaceStatus> interfaces;
-  std::string programTag;     // kernel tag of the active firewall program
+  std::string programTag;  // kernel tag of the active firewall program
   std::string programLoadedAt;
   uint64_t packetsPassed = 0, packetsDropped = 0;
   uint64_t conntrackEntries = 0;
-  std::string upstream;       // "" (none), "connected <addr>", "disconnected <addr>: <why>"
+  std::string upstream;  // "" (none), "connected <addr>", "disconnected <addr>: <why>"
   int64_t startedAtMs = 0;
-  bool synLimit = true;       // run-time switch
+  bool synLimit = true;  // run-time switch
 };
 
 struct WatchEvent {

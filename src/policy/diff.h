@@ -22,11 +22,11 @@ struct RuleChange {
 };
 
 struct PolicyDiff {
-  std::vector<std::string> identitiesAdded;    // with all their prefixes in identityChanges
-  std::vector<std::string> identitiesRemoved;  // likewise
-  std::vector<IdentityChange> identityChanges; // every identity whose prefixes differ
-  std::vector<RuleChange> rulesAdded;          // `before` empty
-  std::vector<RuleChange> rulesRemoved;        // `after` empty
+  std::vector<std::string> identitiesAdded;     // with all their prefixes in identityChanges
+  std::vector<std::string> identitiesRemoved;   // likewise
+  std::vector<IdentityChange> identityChanges;  // every identity whose prefixes differ
+  std::vector<RuleChange> rulesAdded;           // `before` empty
+  std::vector<RuleChange> rulesRemoved;         // `after` empty
   std::vector<RuleChange> rulesChanged;
   std::string defaultActionBefore, defaultActionAfter;  // equal when unchanged
   std::string synFloodBefore, synFloodAfter;            // "off" or "100/s burst 20"
