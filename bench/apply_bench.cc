@@ -57,6 +57,7 @@
 #include "policy/evaluator.h"
 #include "policy/nft_export.h"
 #include "policy/policy.h"
+#include "support/common.h"
 #include "support/packet.h"
 #include "support/report.h"
 
@@ -71,16 +72,10 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::atomic<bool> g_stop{false};
-struct Stop {};
-
-[[noreturn]] void die(const std::string& msg) { throw std::runtime_error(msg); }
-
-template <typename T>
-T must(Result<T> r, const std::string& what) {
-  if (!r) die(what + ": " + r.error().str());
-  if constexpr (!std::is_void_v<T>) return std::move(*r);
-}
+using eb::die;
+using eb::g_stop;
+using eb::must;
+using eb::Stop;
 
 void checkStop() {
   if (g_stop) throw Stop{};
@@ -956,36 +951,13 @@ int run(const Args& a) {
             spread(nftDeltaRaw)});
   md += sp.str();
 
-  std::fputs(md.c_str(), stdout);
-  std::ofstream f(a.out);
-  if (!f) die("cannot write " + a.out);
-  f << md;
-  std::fprintf(stderr, "wrote %s\n", a.out.c_str());
+  eb::writeReport(md, a.out);
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (geteuid() != 0) {
-    std::fprintf(stderr, "ew_bench_apply: needs root (BPF maps, namespaces, nft)\n");
-    return 1;
-  }
-  struct sigaction sa {};
-  sa.sa_handler = [](int) { g_stop = true; };
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGHUP, &sa, nullptr);
-  libbpf_set_print([](libbpf_print_level lvl, const char* f, va_list ap) {
-    return lvl == LIBBPF_WARN ? std::vfprintf(stderr, f, ap) : 0;
-  });
-  try {
-    return run(parse(argc, argv));
-  } catch (const Stop&) {
-    std::fprintf(stderr, "ew_bench_apply: interrupted; namespace removed\n");
-    return 130;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "ew_bench_apply: %s\n", e.what());
-    return 1;
-  }
+  return eb::benchMain("ew_bench_apply", "BPF maps, namespaces, nft", "namespace removed",
+                       [&] { return run(parse(argc, argv)); });
 }

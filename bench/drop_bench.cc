@@ -60,11 +60,8 @@ using edgeward::bpf::Hook;
 
 namespace {
 
-std::atomic<bool> g_stop{false};
-
-struct Stop : std::runtime_error {
-  Stop() : std::runtime_error("interrupted") {}
-};
+using eb::g_stop;
+using eb::Stop;
 
 using eb::classify;
 using eb::die;
@@ -518,23 +515,6 @@ int run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (geteuid() != 0) {
-    std::fprintf(stderr, "ew_bench_drop: needs root (namespaces, XDP, nft)\n");
-    return 1;
-  }
-  struct sigaction sa {};
-  sa.sa_handler = [](int) { g_stop = true; };
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGHUP, &sa, nullptr);
-  eb::quietLibbpf();
-  try {
-    return run(parse(argc, argv));
-  } catch (const Stop&) {
-    std::fprintf(stderr, "ew_bench_drop: interrupted; namespaces removed\n");
-    return 130;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "ew_bench_drop: %s\n", e.what());
-    return 1;
-  }
+  return eb::benchMain("ew_bench_drop", "namespaces, XDP, nft", "namespaces removed",
+                       [&] { return run(parse(argc, argv)); });
 }

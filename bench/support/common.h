@@ -3,7 +3,11 @@
 #pragma once
 
 #include <bpf/libbpf.h>
+#include <signal.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <atomic>
 
 #include <cstdarg>
 #include <cstdint>
@@ -51,6 +55,36 @@ inline void quietLibbpf() {
   libbpf_set_print([](libbpf_print_level lvl, const char* f, va_list ap) {
     return lvl == LIBBPF_WARN ? std::vfprintf(stderr, f, ap) : 0;
   });
+}
+
+// Set by SIGINT, SIGTERM and SIGHUP once benchMain() has installed its handlers; the
+// benchmarks poll it and throw Stop to unwind through their cleanup.
+inline std::atomic<bool> g_stop{false};
+struct Stop : std::runtime_error {
+  Stop() : std::runtime_error("interrupted") {}
+};
+
+// main() of a benchmark: refuses to run without root, turns the stop signals into g_stop,
+// quiets libbpf, and reports an error or an interruption in one line (exit 1 / 130).
+template <typename F>
+int benchMain(const char* name, const char* needs, const char* onInterrupt, F run) {
+  if (geteuid() != 0) {
+    std::fprintf(stderr, "%s: needs root (%s)\n", name, needs);
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_stop = true; };
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+  quietLibbpf();
+  try {
+    return run();
+  } catch (const Stop&) {
+    std::fprintf(stderr, "%s: interrupted; %s\n", name, onInterrupt);
+    return 130;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return 1;
+  }
 }
 
 // Which ingress reason counter one XDP run of the frame increments (-1: none).
