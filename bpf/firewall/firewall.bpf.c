@@ -755,14 +755,13 @@ static __always_inline int ew_process(void *data, void *data_end, __u32 pkt_len,
 	}
 
 	int syn = p.proto == IPPROTO_TCP_ && (p.tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN;
-	if (syn && dir == EW_INGRESS && hdr->syn_limit && (flags & EW_F_SYN_LIMIT)) {
-		now = bpf_ktime_get_coarse_ns();
-		if (!ew_syn_allowed(&p, hdr, now))
-			return ew_verdict_of(dir, pkt_len, 0, EW_R_SYN_FLOOD, EW_RULE_NONE);
-	}
+	int limit = syn && dir == EW_INGRESS && hdr->syn_limit && (flags & EW_F_SYN_LIMIT);
+	if (limit || track)
+		now = bpf_ktime_get_coarse_ns(); /* once for the limiter and conntrack */
+	if (limit && !ew_syn_allowed(&p, hdr, now))
+		return ew_verdict_of(dir, pkt_len, 0, EW_R_SYN_FLOOD, EW_RULE_NONE);
 
 	if (track) {
-		now = bpf_ktime_get_coarse_ns();
 		struct ew_ct_val *v = ew_ct_find(&p, dir, now, &key, &src_is_a);
 		if (v) {
 			ew_ct_touch(v, &p, now);
