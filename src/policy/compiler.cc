@@ -12,23 +12,6 @@ using U128 = unsigned __int128;
 
 constexpr uint8_t kSlots[] = {EW_P_TCP, EW_P_UDP, EW_P_ICMP, EW_P_ICMPV6, EW_P_OTHER};
 
-// Does a rule's port spec cover this protocol slot?
-bool specCoversSlot(const PortSpec& s, uint8_t slot) {
-  switch (s.protocol) {
-    case Protocol::Any:
-      return true;
-    case Protocol::Tcp:
-      return slot == EW_P_TCP;
-    case Protocol::Udp:
-      return slot == EW_P_UDP;
-    case Protocol::Icmp:
-      return slot == EW_P_ICMP;
-    case Protocol::Icmpv6:
-      return slot == EW_P_ICMPV6;
-  }
-  return false;
-}
-
 struct VecHash {
   size_t operator()(const std::vector<uint32_t>& v) const {
     size_t h = 1469598103934665603ull;
@@ -371,6 +354,22 @@ class Compiler {
 };
 
 }  // namespace
+
+bool specCoversSlot(const PortSpec& s, uint8_t slot) {
+  switch (s.protocol) {
+    case Protocol::Any:
+      return true;
+    case Protocol::Tcp:
+      return slot == EW_P_TCP;
+    case Protocol::Udp:
+      return slot == EW_P_UDP;
+    case Protocol::Icmp:
+      return slot == EW_P_ICMP;
+    case Protocol::Icmpv6:
+      return slot == EW_P_ICMPV6;
+  }
+  return false;
+}
 
 uint32_t CompiledPolicy::ruleId(std::string_view name) const {
   for (uint32_t i = 0; i < rules.size(); i++)

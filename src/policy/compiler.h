@@ -60,6 +60,10 @@ struct CompiledPolicy {
 Result<CompiledPolicy> compile(const Policy& policy, const CompileLimits& limits = {},
                                const CompiledPolicy* previous = nullptr);
 
+// Whether a rule's port spec covers a protocol slot (enum ew_proto_slot): tcp/udp/icmp/icmpv6
+// their own slot, "any" every slot including EW_P_OTHER.
+bool specCoversSlot(const PortSpec& s, uint8_t slot);
+
 // Names of enum ew_reason values ("rule-allow", "default-deny", ...), for output and docs.
 std::string_view reasonName(uint8_t reason);
 

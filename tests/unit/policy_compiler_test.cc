@@ -755,22 +755,6 @@ bool contains(const Prefix& p, const Addr& a) {
   return (a.value >> host) == (first >> host);
 }
 
-bool coversSlot(const PortSpec& s, uint8_t slot) {
-  switch (s.protocol) {
-    case Protocol::Any:
-      return true;
-    case Protocol::Tcp:
-      return slot == EW_P_TCP;
-    case Protocol::Udp:
-      return slot == EW_P_UDP;
-    case Protocol::Icmp:
-      return slot == EW_P_ICMP;
-    case Protocol::Icmpv6:
-      return slot == EW_P_ICMPV6;
-  }
-  return false;
-}
-
 std::string literal(const Policy& p, uint8_t dir, const Addr& a, uint8_t slot, uint16_t port) {
   const auto& rules = dir == EW_INGRESS ? p.ingress : p.egress;
   std::string allow, deny;
@@ -785,7 +769,7 @@ std::string literal(const Policy& p, uint8_t dir, const Addr& a, uint8_t slot, u
     }
     bool ports = r.ports.empty();
     for (const auto& s : r.ports)
-      ports = ports || (coversSlot(s, slot) && s.range.first <= port && port <= s.range.last);
+      ports = ports || (specCoversSlot(s, slot) && s.range.first <= port && port <= s.range.last);
     if (!peer || !ports) continue;
     auto& first = r.action == Action::Deny ? deny : allow;
     if (first.empty())
