@@ -136,6 +136,26 @@ struct {
 	__type(value, struct ew_verdict_rec);
 } ew_verdict SEC(".maps");
 
+/* Drop and new-connection events (struct ew_fw_event). The loader sets the size. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} ew_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EW_EVS_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} ew_ev_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ew_syn_key);
+	__type(value, struct ew_ev_limit_val);
+} ew_ev_limit SEC(".maps");
+
 /* What the parser learnt about one packet. Addresses stay in network order. */
 struct ew_pkt {
 	__u32 saddr[4];
@@ -646,15 +666,118 @@ static __always_inline void ew_record(__u32 dir, __u32 len, __u8 pass, __u8 reas
 	}
 }
 
-enum { EW_DROP = 0, EW_PASS = 1, EW_NEED_PULL = 2 };
+/* Where a packet was seen, and what an event about it says besides the packet. */
+struct ew_evinfo {
+	__u32 dir;
+	__u32 ifindex;
+	__u32 len;
+	__u32 rule;
+	__u32 sampled_out;
+	__u8 kind;
+	__u8 reason;
+	__u8 pad[2];
+};
 
-static __always_inline int ew_verdict_of(__u32 dir, __u32 len, __u8 pass, __u8 reason, __u32 rule)
+static __always_inline void ew_ev_count(__u32 idx)
 {
-	ew_record(dir, len, pass, reason, rule);
-	return pass ? EW_PASS : EW_DROP;
+	__u64 *c = bpf_map_lookup_elem(&ew_ev_stats, &idx);
+	if (c)
+		(*c)++;
 }
 
-static __always_inline int ew_process(void *data, void *data_end, __u32 pkt_len, __u32 dir)
+/* Writes one event to the ring buffer, or counts it lost. A subprogram: verified once per
+ * caller context instead of being copied into every drop path. */
+static __noinline int ew_emit(const struct ew_pkt *p, const struct ew_evinfo *ei)
+{
+	if (!p || !ei)
+		return 0;
+	__u8 drop = ei->kind == EW_FW_EV_DROP;
+	struct ew_fw_event *e = bpf_ringbuf_reserve(&ew_events, sizeof(*e), 0);
+	if (!e) {
+		ew_ev_count(drop ? EW_EVS_DROP_LOST : EW_EVS_CONN_LOST);
+		return 0;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->ifindex = ei->ifindex;
+	e->rule = ei->rule;
+	e->pkt_len = ei->len;
+	e->sampled_out = ei->sampled_out;
+	e->kind = ei->kind;
+	e->family = p->family;
+	e->proto = p->proto;
+	e->dir = ei->dir;
+	e->reason = ei->reason;
+	e->pad = 0;
+	e->sport = p->sport;
+	e->dport = p->dport;
+	e->pad2 = 0;
+	__builtin_memcpy(e->saddr, p->saddr, 16);
+	__builtin_memcpy(e->daddr, p->daddr, 16);
+	bpf_ringbuf_submit(e, 0);
+	ew_ev_count(drop ? EW_EVS_DROP_SENT : EW_EVS_CONN_SENT);
+	return 1;
+}
+
+/* A drop event, if drop events are on, sampling picks this drop and the peer is within its
+ * event rate. Every drop ends in exactly one of the EW_EVS_DROP_* counters. */
+static __always_inline void ew_drop_event(const struct ew_config *cfg, const struct ew_pkt *p,
+					  struct ew_evinfo *ei)
+{
+	if (!(cfg->flags & EW_F_EV_DROP))
+		return;
+	__u32 sample = cfg->drop_sample;
+	if (sample > 1 && bpf_get_prandom_u32() % sample) {
+		ew_ev_count(EW_EVS_DROP_SAMPLED_OUT);
+		return;
+	}
+	__u64 interval = cfg->drop_interval_ns;
+	if (interval) {
+		struct ew_syn_key k = {};
+		const __u32 *peer = ei->dir == EW_INGRESS ? p->saddr : p->daddr;
+		if (p->family == 6) {
+			__builtin_memcpy(k.addr, peer, 16);
+		} else {
+			k.addr[2] = bpf_htonl(0xffff);
+			k.addr[3] = peer[0];
+		}
+		__u64 now = bpf_ktime_get_coarse_ns();
+		struct ew_ev_limit_val *v = bpf_map_lookup_elem(&ew_ev_limit, &k);
+		if (!v) {
+			struct ew_ev_limit_val nv = {.tat_ns = now + interval};
+			bpf_map_update_elem(&ew_ev_limit, &k, &nv, BPF_ANY);
+		} else {
+			__u64 tat = v->tat_ns > now ? v->tat_ns : now;
+			__u64 burst = cfg->drop_burst ? cfg->drop_burst : 1;
+			if (tat - now + interval > interval * burst) {
+				__sync_fetch_and_add(&v->suppressed, 1);
+				ew_ev_count(EW_EVS_DROP_RATE_LIMITED);
+				return;
+			}
+			v->tat_ns = tat + interval;
+			ei->sampled_out = __sync_lock_test_and_set(&v->suppressed, 0);
+		}
+	}
+	ew_emit(p, ei);
+}
+
+enum { EW_DROP = 0, EW_PASS = 1, EW_NEED_PULL = 2 };
+
+static __always_inline int ew_verdict_of(const struct ew_config *cfg, const struct ew_pkt *p,
+					 struct ew_evinfo *ei, __u8 pass, __u8 reason, __u32 rule)
+{
+	ew_record(ei->dir, ei->len, pass, reason, rule);
+	if (pass)
+		return EW_PASS;
+	ei->kind = EW_FW_EV_DROP;
+	ei->reason = reason;
+	ei->rule = rule;
+	ew_drop_event(cfg, p, ei);
+	return EW_DROP;
+}
+
+/* last: no pull can follow, so headers beyond the linear part make the packet truncated. */
+static __always_inline int ew_process(void *data, void *data_end, __u32 pkt_len, __u32 dir,
+				      __u32 ifindex, int last)
 {
 	__u32 zero = 0;
 	struct ew_config *cfg = bpf_map_lookup_elem(&ew_config, &zero);
@@ -667,18 +790,24 @@ static __always_inline int ew_process(void *data, void *data_end, __u32 pkt_len,
 		return EW_DROP;
 
 	struct ew_pkt p = {};
+	struct ew_evinfo ei = {.dir = dir, .ifindex = ifindex, .len = pkt_len};
 	__u8 reason = 0;
 	int parsed = ew_parse(data, data_end, pkt_len, &p, &reason);
-	if (parsed == EW_PARSED_NEED_PULL)
-		return EW_NEED_PULL;
+	if (parsed == EW_PARSED_NEED_PULL) {
+		if (!last)
+			return EW_NEED_PULL;
+		/* Headers longer than what a pull brings in: refuse rather than guess. */
+		parsed = EW_PARSED_DROP;
+		reason = EW_R_TRUNCATED;
+	}
 	if (parsed == EW_PARSED_DROP)
-		return ew_verdict_of(dir, pkt_len, 0, reason, EW_RULE_NONE);
+		return ew_verdict_of(cfg, &p, &ei, 0, reason, EW_RULE_NONE);
 	if (parsed == EW_PARSED_ESSENTIAL)
-		return ew_verdict_of(dir, pkt_len, 1, EW_R_HOST_ESSENTIAL, EW_RULE_NONE);
+		return ew_verdict_of(cfg, &p, &ei, 1, EW_R_HOST_ESSENTIAL, EW_RULE_NONE);
 	if (parsed == EW_PARSED_NON_IP) {
 		if (hdr->default_action == EW_ACT_ALLOW)
-			return ew_verdict_of(dir, pkt_len, 1, EW_R_DEFAULT_ALLOW, EW_RULE_NONE);
-		return ew_verdict_of(dir, pkt_len, 0, EW_R_NON_IP, EW_RULE_NONE);
+			return ew_verdict_of(cfg, &p, &ei, 1, EW_R_DEFAULT_ALLOW, EW_RULE_NONE);
+		return ew_verdict_of(cfg, &p, &ei, 0, EW_R_NON_IP, EW_RULE_NONE);
 	}
 
 	/* Policy: the peer address decides the group; the destination port the decision. */
@@ -748,10 +877,10 @@ static __always_inline int ew_process(void *data, void *data_end, __u32 pkt_len,
 			struct ew_ct_val *v = ew_ct_find(&p, dir, now, &key, &src_is_a);
 			if (v) {
 				ew_ct_touch(v, &p, now);
-				return ew_verdict_of(dir, pkt_len, 1, EW_R_CT_ESTABLISHED, v->rule);
+				return ew_verdict_of(cfg, &p, &ei, 1, EW_R_CT_ESTABLISHED, v->rule);
 			}
 		}
-		return ew_verdict_of(dir, pkt_len, 0, why, rule);
+		return ew_verdict_of(cfg, &p, &ei, 0, why, rule);
 	}
 
 	int syn = p.proto == IPPROTO_TCP_ && (p.tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN;
@@ -759,7 +888,7 @@ static __always_inline int ew_process(void *data, void *data_end, __u32 pkt_len,
 	if (limit || track)
 		now = bpf_ktime_get_coarse_ns(); /* once for the limiter and conntrack */
 	if (limit && !ew_syn_allowed(&p, hdr, now))
-		return ew_verdict_of(dir, pkt_len, 0, EW_R_SYN_FLOOD, EW_RULE_NONE);
+		return ew_verdict_of(cfg, &p, &ei, 0, EW_R_SYN_FLOOD, EW_RULE_NONE);
 
 	if (track) {
 		struct ew_ct_val *v = ew_ct_find(&p, dir, now, &key, &src_is_a);
@@ -778,9 +907,15 @@ static __always_inline int ew_process(void *data, void *data_end, __u32 pkt_len,
 			} else {
 				bpf_map_update_elem(&ew_ct6, &key.k6, &nv, BPF_ANY);
 			}
+			if (flags & EW_F_EV_CONN) {
+				ei.kind = EW_FW_EV_CONN_NEW;
+				ei.reason = why;
+				ei.rule = rule;
+				ew_emit(&p, &ei);
+			}
 		}
 	}
-	return ew_verdict_of(dir, pkt_len, 1, why, rule);
+	return ew_verdict_of(cfg, &p, &ei, 1, why, rule);
 }
 
 SEC("xdp")
@@ -788,32 +923,27 @@ int ew_xdp_ingress(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	int v = ew_process(data, data_end, data_end - data, EW_INGRESS);
+	int v = ew_process(data, data_end, data_end - data, EW_INGRESS, ctx->ingress_ifindex, 1);
 	return v == EW_PASS ? XDP_PASS : XDP_DROP;
 }
 
 /* A global function: the verifier checks it once, not once per call below. */
-__noinline int ew_tc_core(struct __sk_buff *skb, __u32 dir)
+__noinline int ew_tc_core(struct __sk_buff *skb, __u32 dir, int last)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	return ew_process(data, data_end, skb->len, dir);
+	return ew_process(data, data_end, skb->len, dir, skb->ifindex, last);
 }
 
 static __always_inline int ew_tc(struct __sk_buff *skb, __u32 dir)
 {
-	int v = ew_tc_core(skb, dir);
+	int v = ew_tc_core(skb, dir, 0);
 	if (v == EW_NEED_PULL) {
-		/* Headers continue beyond the linear part: pull them in and look again. */
+		/* Headers continue beyond the linear part: pull them in (up to 512 bytes) and look
+		 * again; this time headers still beyond make the packet truncated. */
 		__u32 want = skb->len < 512 ? skb->len : 512;
-		if (bpf_skb_pull_data(skb, want) < 0)
-			return TC_ACT_SHOT_;
-		v = ew_tc_core(skb, dir);
-		if (v == EW_NEED_PULL) {
-			/* Headers longer than 512 bytes: refuse rather than guess. */
-			ew_record(dir, skb->len, 0, EW_R_TRUNCATED, EW_RULE_NONE);
-			v = EW_DROP;
-		}
+		bpf_skb_pull_data(skb, want);
+		v = ew_tc_core(skb, dir, 1);
 	}
 	return v == EW_PASS ? TCX_NEXT_ : TC_ACT_SHOT_;
 }

@@ -80,9 +80,17 @@ enum ew_reason {
 struct ew_config {
 	__u32 gen;   /* active generation, 0 or 1 */
 	__u32 flags; /* EW_F_* */
+	/* Drop events (EW_F_EV_DROP): one drop in drop_sample is considered (0 or 1: every drop),
+	 * then each peer address may send one event per drop_interval_ns with bursts of
+	 * drop_burst (GCRA; drop_interval_ns 0: no per-peer limit). */
+	__u32 drop_sample;
+	__u32 drop_burst;
+	__u64 drop_interval_ns;
 };
 #define EW_F_SYN_LIMIT (1u << 0) /* enforce ew_policy_hdr.syn_* (when the policy sets them) */
 #define EW_F_CONNTRACK (1u << 1) /* create and consult connection tracking entries */
+#define EW_F_EV_DROP (1u << 2)   /* drop events on ew_events */
+#define EW_F_EV_CONN (1u << 3)   /* new-connection events on ew_events (conntrack creation) */
 
 /* ew_policy[gen]: per-generation header. */
 struct ew_policy_hdr {
@@ -188,6 +196,51 @@ struct ew_verdict_rec {
 	__u8 reason; /* enum ew_reason */
 	__u8 pad[2];
 	__u64 seq;   /* incremented per recorded packet */
+};
+
+/* Events on the ew_events ring buffer. ts_ns is CLOCK_MONOTONIC (bpf_ktime_get_ns). */
+enum ew_fw_event_kind {
+	EW_FW_EV_DROP = 1,
+	EW_FW_EV_CONN_NEW = 2,
+};
+
+struct ew_fw_event {
+	__u64 ts_ns;
+	__u32 ifindex;
+	__u32 rule;        /* deciding rule, EW_RULE_NONE if none */
+	__u32 pkt_len;
+	__u32 sampled_out; /* drops of this peer the per-peer limit suppressed since its last event */
+	__u8 kind;         /* enum ew_fw_event_kind */
+	__u8 family;       /* 4, 6, or 0 when the packet was not parsed that far */
+	__u8 proto;
+	__u8 dir;          /* enum ew_dir */
+	__u8 reason;       /* enum ew_reason */
+	__u8 pad;
+	__u16 sport;       /* host order */
+	__u16 dport;
+	__u16 pad2;
+	__u32 saddr[4];    /* network order; IPv4 in [0] */
+	__u32 daddr[4];
+};
+
+/* ew_ev_stats [EW_EVS_COUNT] (per CPU, __u64): what became of every event the program wanted
+ * to send. For drops, with EW_F_EV_DROP on:
+ *   drops = DROP_SENT + DROP_SAMPLED_OUT + DROP_RATE_LIMITED + DROP_LOST. */
+enum ew_ev_stat {
+	EW_EVS_DROP_SENT = 0,
+	EW_EVS_DROP_SAMPLED_OUT = 1,  /* not picked by 1-in-drop_sample sampling */
+	EW_EVS_DROP_RATE_LIMITED = 2, /* over the per-peer event rate */
+	EW_EVS_DROP_LOST = 3,         /* ring buffer full */
+	EW_EVS_CONN_SENT = 4,
+	EW_EVS_CONN_LOST = 5,         /* ring buffer full */
+	EW_EVS_COUNT = 6,
+};
+
+/* ew_ev_limit: per-peer drop event limiter (key as ew_syn_key). */
+struct ew_ev_limit_val {
+	__u64 tat_ns;
+	__u32 suppressed; /* drops suppressed since the last event of this peer */
+	__u32 pad;
 };
 
 #endif /* EDGEWARD_FIREWALL_H */

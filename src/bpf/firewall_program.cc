@@ -36,7 +36,7 @@ constexpr std::array<FirewallMap, kFirewallMapCount> kAllMaps = {
     FirewallMap::Config,    FirewallMap::Policy,      FirewallMap::Bkt4, FirewallMap::Bkt6,
     FirewallMap::Iv4,       FirewallMap::Iv6,         FirewallMap::Grp,  FirewallMap::Piv,
     FirewallMap::RuleStats, FirewallMap::ReasonStats, FirewallMap::Ct4,  FirewallMap::Ct6,
-    FirewallMap::Syn};
+    FirewallMap::Syn,       FirewallMap::Events,      FirewallMap::EvStats, FirewallMap::EvLimit};
 
 // Key and value sizes user space relies on, checked for objects from files.
 struct Layout {
@@ -68,6 +68,12 @@ Layout layoutOf(FirewallMap m) {
       return {sizeof(ew_ct6_key), sizeof(ew_ct_val)};
     case FirewallMap::Syn:
       return {sizeof(ew_syn_key), sizeof(ew_syn_val)};
+    case FirewallMap::Events:
+      return {0, 0};
+    case FirewallMap::EvStats:
+      return {4, sizeof(uint64_t)};
+    case FirewallMap::EvLimit:
+      return {sizeof(ew_syn_key), sizeof(ew_ev_limit_val)};
   }
   return {0, 0};
 }
@@ -425,6 +431,12 @@ std::string_view FirewallProgram::mapName(FirewallMap m) {
       return "ew_ct6";
     case FirewallMap::Syn:
       return "ew_syn";
+    case FirewallMap::Events:
+      return "ew_events";
+    case FirewallMap::EvStats:
+      return "ew_ev_stats";
+    case FirewallMap::EvLimit:
+      return "ew_ev_limit";
   }
   return "?";
 }
@@ -496,7 +508,11 @@ Result<std::unique_ptr<FirewallProgram>> FirewallProgram::open(const FirewallOpt
       {FirewallMap::RuleStats, opts.capRules},
       {FirewallMap::Ct4, opts.conntrackEntries},
       {FirewallMap::Ct6, opts.conntrackEntries / 4 ? opts.conntrackEntries / 4 : 1},
+      {FirewallMap::Events, opts.eventRingBytes},
   };
+  if (opts.eventRingBytes < 4096 || (opts.eventRingBytes & (opts.eventRingBytes - 1)))
+    return failf("event ring buffer size {} B: must be a power of two of at least 4096",
+                 opts.eventRingBytes);
   for (const auto& sz : sizes) {
     int err = bpf_map__set_max_entries(fw->map(sz.map), sz.entries ? sz.entries : 1);
     if (err) return failErrno(fmt::format("sizing map {}", mapName(sz.map)), err);
@@ -611,9 +627,7 @@ Result<void> FirewallProgram::initialiseMaps() {
     if (bpf_map_update_elem(mapFd(FirewallMap::Policy), &g, &hdr, BPF_ANY))
       return failErrno("initialising the policy header");
   }
-  ew_config cfg{};
-  cfg.flags = EW_F_CONNTRACK | EW_F_SYN_LIMIT;
-  return writeConfig(cfg);
+  return writeConfig(defaultConfig());
 }
 
 FirewallProgram::~FirewallProgram() {
@@ -680,7 +694,7 @@ Result<void> FirewallProgram::writeArrayAt(FirewallMap m, const uint32_t* keys, 
 Result<void> FirewallProgram::readArray(FirewallMap m, uint32_t first, void* out, uint32_t count,
                                         size_t valueSize) const {
   const bpf_map* mp = map(m);
-  if (m == FirewallMap::RuleStats || m == FirewallMap::ReasonStats)
+  if (m == FirewallMap::RuleStats || m == FirewallMap::ReasonStats || m == FirewallMap::EvStats)
     return failf("map {} is per-CPU: read it with readCounters", bpf_map__name(mp));
   if (valueSize != bpf_map__value_size(mp))
     return failf("map {}: value size {} != {}", bpf_map__name(mp), valueSize,
@@ -689,6 +703,15 @@ Result<void> FirewallProgram::readArray(FirewallMap m, uint32_t first, void* out
     return failf("map {}: reading [{}, {}) beyond its {} entries", bpf_map__name(mp), first,
                  uint64_t{first} + count, bpf_map__max_entries(mp));
   return readRange(bpf_map__fd(mp), first, count, bpf_map__value_size(mp), out, bpf_map__name(mp));
+}
+
+ew_config FirewallProgram::defaultConfig() {
+  ew_config c{};
+  c.flags = EW_F_CONNTRACK | EW_F_SYN_LIMIT | EW_F_EV_DROP | EW_F_EV_CONN;
+  c.drop_sample = 1;
+  c.drop_interval_ns = 1'000'000'000ull / kDefaultDropEventsPerPeer;
+  c.drop_burst = kDefaultDropEventsPerPeer;
+  return c;
 }
 
 Result<ew_config> FirewallProgram::readConfig() const {
@@ -704,6 +727,17 @@ Result<void> FirewallProgram::writeConfig(const ew_config& c) {
   if (bpf_map_update_elem(mapFd(FirewallMap::Config), &zero, &c, BPF_ANY))
     return failErrno("writing the firewall config");
   return {};
+}
+
+Result<std::array<uint64_t, EW_EVS_COUNT>> FirewallProgram::readEventStats() const {
+  std::array<uint64_t, EW_EVS_COUNT> out{};
+  std::vector<uint64_t> percpu(ncpus_);
+  for (uint32_t i = 0; i < EW_EVS_COUNT; i++) {
+    if (bpf_map_lookup_elem(mapFd(FirewallMap::EvStats), &i, percpu.data()))
+      return failErrno(fmt::format("reading event counter {}", i));
+    for (uint64_t v : percpu) out[i] += v;
+  }
+  return out;
 }
 
 Result<std::vector<ew_counter>> FirewallProgram::readCounters(FirewallMap m, uint32_t count) const {
@@ -744,6 +778,7 @@ Result<void> FirewallProgram::clearCounters(FirewallMap m, uint32_t count) {
 Result<void> FirewallProgram::clearState() {
   if (auto r = clearHash(mapFd(FirewallMap::Ct4), sizeof(ew_ct4_key)); !r) return r;
   if (auto r = clearHash(mapFd(FirewallMap::Ct6), sizeof(ew_ct6_key)); !r) return r;
+  if (auto r = clearHash(mapFd(FirewallMap::EvLimit), sizeof(ew_syn_key)); !r) return r;
   return clearHash(mapFd(FirewallMap::Syn), sizeof(ew_syn_key));
 }
 
@@ -1002,7 +1037,8 @@ Result<std::optional<FirewallOptions>> FirewallProgram::pinnedOptions(const std:
   const std::pair<FirewallMap, uint32_t*> fields[] = {
       {FirewallMap::Iv4, &base.capIntervals4},  {FirewallMap::Iv6, &base.capIntervals6},
       {FirewallMap::Grp, &base.capGroups},      {FirewallMap::Piv, &base.capPortEntries},
-      {FirewallMap::RuleStats, &base.capRules}, {FirewallMap::Ct4, &base.conntrackEntries}};
+      {FirewallMap::RuleStats, &base.capRules}, {FirewallMap::Ct4, &base.conntrackEntries},
+      {FirewallMap::Events, &base.eventRingBytes}};
   for (auto [m, field] : fields) {
     EW_TRY(n, entries(m));
     if (!*n) return failf("incomplete pinned state in {}: {} missing", dir, mapName(m));

@@ -40,6 +40,7 @@ struct FirewallOptions {
   uint32_t capPortEntries = 1u << 16;
   uint32_t capRules = 1u << 14;
   uint32_t conntrackEntries = 1u << 18;
+  uint32_t eventRingBytes = 1u << 22;  // ew_events ring buffer: a power of two, >= one page
   bool recordVerdict = false;  // load-time switch: per-packet verdict record (`edgeward verdict`)
   // Empty: nothing is pinned, maps live as long as this process. Otherwise a directory on a
   // bpffs (created if missing) holding maps/, links/ and progs/ as described above.
@@ -50,6 +51,7 @@ struct FirewallOptions {
 };
 
 inline constexpr char kDefaultPinDir[] = "/sys/fs/bpf/edgeward";
+inline constexpr uint32_t kDefaultDropEventsPerPeer = 100;
 // A pin is replaced by pinning "<path>~new" and renaming it over <path>; a leftover of a crash
 // in between carries this suffix.
 inline constexpr char kPinTempSuffix[] = "~new";
@@ -67,9 +69,12 @@ enum class FirewallMap {
   ReasonStats,
   Ct4,
   Ct6,
-  Syn
+  Syn,
+  Events,   // ring buffer of ew_fw_event
+  EvStats,  // per-CPU __u64 [EW_EVS_COUNT]
+  EvLimit,  // per-peer drop event limiter
 };
-inline constexpr size_t kFirewallMapCount = 13;
+inline constexpr size_t kFirewallMapCount = 16;
 
 enum class Hook { XdpIngress, TcIngress, TcEgress };
 inline constexpr std::array<Hook, 3> kAllHooks = {Hook::XdpIngress, Hook::TcIngress,
@@ -147,6 +152,9 @@ class FirewallProgram {
   // Reads indexes [first, first + count) of a (not per-CPU) array map into out.
   Result<void> readArray(FirewallMap m, uint32_t first, void* out, uint32_t count,
                          size_t valueSize) const;
+  // The config of freshly created maps: conntrack, SYN limiter, drop and connection events on,
+  // every drop sampled, at most kDefaultDropEventsPerPeer drop events per second per peer.
+  static ew_config defaultConfig();
   Result<ew_config> readConfig() const;
   Result<void> writeConfig(const ew_config& c);
 
@@ -155,6 +163,8 @@ class FirewallProgram {
   // One per-CPU counter, summed.
   Result<ew_counter> readCounter(FirewallMap m, uint32_t index) const;
   Result<void> clearCounters(FirewallMap m, uint32_t count);
+  // ew_ev_stats summed over CPUs: what became of the events the program wanted to send.
+  Result<std::array<uint64_t, EW_EVS_COUNT>> readEventStats() const;
   // Removes every connection tracking and SYN limiter entry.
   Result<void> clearState();
   // Number of live conntrack entries (IPv4 + IPv6).

@@ -790,7 +790,7 @@ TEST_F(PinnedMaps, FreshMapsStartDenyingAndAdoptedOnesAreNotRewritten) {
     // Switch run-time flags and the generation by hand: a reload must keep them.
     auto cfg = (*fw)->readConfig();
     ASSERT_TRUE(cfg);
-    EXPECT_EQ(cfg->flags, uint32_t{EW_F_CONNTRACK | EW_F_SYN_LIMIT});
+    EXPECT_EQ(cfg->flags, FirewallProgram::defaultConfig().flags);
     auto w = (*fw)->writeConfig({1, EW_F_CONNTRACK});
     ASSERT_TRUE(w) << w.error().str();
   }
