@@ -12,6 +12,8 @@ PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libpcap-dev
   # agent API: gRPC with mutual TLS; openssl makes the test CAs and certificates
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libssl-dev openssl
+  # observability: Prometheus client, the HTTP listener, promtool to check the metrics
+  prometheus-cpp-dev libcpp-httplib-dev prometheus
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # network namespaces, nftables for the side-by-side benchmark

@@ -65,8 +65,7 @@ static __always_inline void fm_hist_add(__u16 port, __u64 ns)
 {
 	__u16 b = 0;
 	__u64 bound = FM_HIST_FIRST_NS;
-#pragma unroll
-	for (int i = 0; i < FM_HIST_BUCKETS - 1; i++) {
+	for (int i = 0; i < FM_HIST_BUCKETS - 1; i++) { /* a bounded loop */
 		if (ns <= bound)
 			break;
 		bound *= 4;
@@ -89,8 +88,9 @@ static __always_inline void fm_hist_add(__u16 port, __u64 ns)
 	}
 }
 
-static __always_inline int fm_emit(const struct sock *sk, __u8 kind, __u8 state, __u8 passive,
-				   __u64 now, __u64 duration)
+/* c: the connection as it was at ESTABLISHED (ports), or NULL to read them from sk. */
+static __always_inline int fm_emit(const struct sock *sk, const struct fm_conn *c, __u8 kind,
+				   __u8 state, __u64 now, __u64 duration)
 {
 	__u32 sent = kind == FM_EV_OPEN ? FM_S_OPEN_SENT
 		     : kind == FM_EV_CLOSE ? FM_S_CLOSE_SENT : FM_S_RETRANS_SENT;
@@ -105,10 +105,10 @@ static __always_inline int fm_emit(const struct sock *sk, __u8 kind, __u8 state,
 	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	e->kind = kind;
 	e->family = family == AF_INET6_ ? 6 : 4;
-	e->passive = passive;
+	e->passive = c ? c->passive : 0;
 	e->state = state;
-	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->lport = c ? c->lport : BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->rport = c ? c->rport : bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	e->pad = 0;
 	if (family == AF_INET6_) {
 		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
@@ -135,9 +135,14 @@ int BPF_PROG(fm_set_state, const struct sock *sk, const int oldstate, const int 
 	__u64 key = (__u64)(unsigned long)sk;
 	__u64 now = bpf_ktime_get_ns();
 	if (newstate == TCP_ESTABLISHED_) {
-		struct fm_conn c = {.established_ns = now, .passive = oldstate == TCP_SYN_RECV_};
+		struct fm_conn c = {
+			.established_ns = now,
+			.lport = BPF_CORE_READ(sk, __sk_common.skc_num),
+			.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)),
+			.passive = oldstate == TCP_SYN_RECV_,
+		};
 		bpf_map_update_elem(&fm_conns, &key, &c, BPF_ANY);
-		fm_emit(sk, FM_EV_OPEN, oldstate, c.passive, now, 0);
+		fm_emit(sk, &c, FM_EV_OPEN, oldstate, now, 0);
 		return 0;
 	}
 	if (newstate != TCP_CLOSE_)
@@ -149,13 +154,11 @@ int BPF_PROG(fm_set_state, const struct sock *sk, const int oldstate, const int 
 			fm_count(&fm_stats, FM_S_CLOSE_UNTRACKED);
 		return 0;
 	}
-	__u64 duration = now - c->established_ns;
-	__u8 passive = c->passive;
+	struct fm_conn conn = *c;
 	bpf_map_delete_elem(&fm_conns, &key);
-	__u16 port = passive ? BPF_CORE_READ(sk, __sk_common.skc_num)
-			     : bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	fm_hist_add(port, duration);
-	fm_emit(sk, FM_EV_CLOSE, oldstate, passive, now, duration);
+	__u64 duration = now - conn.established_ns;
+	fm_hist_add(conn.passive ? conn.lport : conn.rport, duration);
+	fm_emit(sk, &conn, FM_EV_CLOSE, oldstate, now, duration);
 	return 0;
 }
 
@@ -165,7 +168,7 @@ int BPF_PROG(fm_retransmit, const struct sock *sk, const struct sk_buff *skb)
 	fm_count(&fm_stats, FM_S_RETRANSMITS);
 	__u64 key = (__u64)(unsigned long)sk;
 	struct fm_conn *c = bpf_map_lookup_elem(&fm_conns, &key);
-	fm_emit(sk, FM_EV_RETRANSMIT, BPF_CORE_READ(sk, __sk_common.skc_state), c ? c->passive : 0,
+	fm_emit(sk, c, FM_EV_RETRANSMIT, BPF_CORE_READ(sk, __sk_common.skc_state),
 		bpf_ktime_get_ns(), 0);
 	return 0;
 }

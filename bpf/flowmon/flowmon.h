@@ -66,10 +66,13 @@ struct fm_hist_val {
 	__u64 sum_ns;
 };
 
+/* What is known at ESTABLISHED: by CLOSE the kernel may have released the ports already. */
 struct fm_conn {
 	__u64 established_ns;
+	__u16 lport;
+	__u16 rport;
 	__u8 passive;
-	__u8 pad[7];
+	__u8 pad[3];
 };
 
 #endif /* EDGEWARD_FLOWMON_H */

@@ -24,24 +24,24 @@ enum ew_event_kind {
 enum ew_event_direction { EW_DIR_INGRESS = 0, EW_DIR_EGRESS = 1 };
 
 struct ew_event {
-  uint16_t kind;      /* enum ew_event_kind */
-  uint8_t version;    /* EW_EVENT_VERSION */
-  uint8_t size;       /* sizeof(struct ew_event) as written by the producer */
-  uint8_t family;     /* 4 or 6 */
-  uint8_t proto;      /* IPPROTO_TCP, IPPROTO_UDP, ... */
-  uint8_t direction;  /* enum ew_event_direction */
-  uint8_t reason;     /* drop: firewall reason code; tcp events: TCP state (linux numbering) */
-  uint32_t ifindex;   /* interface the packet was seen on (0 for flowmon) */
-  uint32_t rule;      /* rule id of the verdict; 0xffffffff when no rule decided */
-  uint64_t ts_ns;     /* CLOCK_REALTIME, nanoseconds */
-  uint8_t saddr[16];  /* IPv4 uses the first 4 bytes, network order */
+  uint16_t kind;     /* enum ew_event_kind */
+  uint8_t version;   /* EW_EVENT_VERSION */
+  uint8_t size;      /* sizeof(struct ew_event) as written by the producer */
+  uint8_t family;    /* 4 or 6 */
+  uint8_t proto;     /* IPPROTO_TCP, IPPROTO_UDP, ... */
+  uint8_t direction; /* enum ew_event_direction */
+  uint8_t reason;    /* drop: firewall reason code; tcp events: TCP state (linux numbering) */
+  uint32_t ifindex;  /* interface the packet was seen on (0 for flowmon) */
+  uint32_t rule;     /* rule id of the verdict; 0xffffffff when no rule decided */
+  uint64_t ts_ns;    /* CLOCK_REALTIME, nanoseconds */
+  uint8_t saddr[16]; /* IPv4 uses the first 4 bytes, network order */
   uint8_t daddr[16];
-  uint16_t sport;     /* host order */
+  uint16_t sport; /* host order */
   uint16_t dport;
-  uint32_t pkt_len;   /* packet length for firewall events */
-  uint64_t value;     /* TCP_CLOSE: duration ns; RETRANSMIT: count; CONN_NEW/DROP: 0 */
+  uint32_t pkt_len;     /* packet length for firewall events */
+  uint64_t value;       /* TCP_CLOSE: duration ns; RETRANSMIT: count; CONN_NEW/DROP: 0 */
   uint32_t sampled_out; /* DROP: drops from this source not reported since its last event */
-  uint32_t reserved;
+  uint32_t netns;       /* tcp events: inode number of the socket's network namespace; else 0 */
 };
 
 #ifdef __cplusplus
