@@ -140,7 +140,11 @@ Result<void> Agent::init() {
     compiled_ = std::move(*compiled);
     activeVersion_ = current;
   }
-  return attachAll();
+  EW_TRY(events, startEvents());
+  EW_TRY(attached, attachAll());
+  std::lock_guard lock(mu_);
+  refreshNames();
+  return {};
 }
 
 Result<void> Agent::attachAll() {
@@ -203,6 +207,7 @@ Result<api::ApplyResult> Agent::applyLocked(const std::string& yaml, const std::
   active_ = std::move(*parsed);
   compiled_ = std::move(*compiled);
   activeVersion_ = *committed;
+  refreshNames();
   res.version = info(*committed);
   res.changed = true;
   res.applyMs =
@@ -221,6 +226,7 @@ Result<api::ApplyResult> Agent::applyPolicy(const api::Caller& who, const api::A
     std::lock_guard lock(mu_);
     r = applyLocked(req.yaml, req.source, who.identity, "apply", req.ifVersion, req.dryRun);
   }
+  if (!r || r->changed) recordApply(r ? r->applyMs / 1000 : 0, r.has_value());
   if (r && r->changed)
     publish({api::WatchEvent::Kind::PolicyApplied, r->version,
              fmt::format("version {} applied by {} in {:.1f} ms", r->version.version, who.identity,
@@ -235,6 +241,7 @@ Result<api::ApplyResult> Agent::applyUpstream(const std::string& yaml, const std
     std::lock_guard lock(mu_);
     r = applyLocked(yaml, origin, origin, origin, std::nullopt, false);
   }
+  if (!r || r->changed) recordApply(r ? r->applyMs / 1000 : 0, r.has_value());
   if (r && r->changed)
     publish({api::WatchEvent::Kind::PolicyApplied, r->version,
              fmt::format("version {} from {}", r->version.version, origin), nowMs()});
@@ -296,34 +303,6 @@ Result<std::vector<api::VersionInfo>> Agent::listVersions() {
   std::vector<api::VersionInfo> out;
   for (const auto& v : *list) out.push_back(info(v));
   return out;
-}
-
-Result<api::Status> Agent::status() {
-  std::lock_guard lock(mu_);
-  api::Status s;
-  if (activeVersion_) s.policy = info(*activeVersion_);
-  for (const auto& l : pm_->links()) {
-    api::InterfaceStatus is;
-    is.name = l.ifname;
-    is.netns = l.netns;
-    is.mode = std::string(bpf::FirewallProgram::hookName(l.hook));
-    is.attached = l.fd.valid();
-    s.interfaces.push_back(is);
-  }
-  EW_TRY(reasons, fw_->readCounters(bpf::FirewallMap::ReasonStats, uint32_t{EW_DIRS} * EW_R_COUNT));
-  for (uint32_t i = 0; i < reasons->size(); i++) {
-    uint32_t reason = i % EW_R_COUNT;
-    bool pass = reason <= EW_R_HOST_ESSENTIAL;
-    (pass ? s.packetsPassed : s.packetsDropped) += (*reasons)[i].packets;
-  }
-  EW_TRY(ct, fw_->conntrackEntries());
-  s.conntrackEntries = *ct;
-  s.upstream = upstreamState_;
-  s.startedAtMs = startedAtMs_;
-  EW_TRY(cfg, fw_->readConfig());
-  s.synLimit = cfg->flags & EW_F_SYN_LIMIT;
-  if (auto pi = fw_->programInfo(bpf::Hook::XdpIngress)) s.programTag = pi->tag;
-  return s;
 }
 
 std::unique_ptr<api::Subscription> Agent::watch(std::function<void(const api::WatchEvent&)> fn) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <unordered_map>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -15,6 +16,11 @@
 #include "agent/policy_store.h"
 #include "api/control.h"
 #include "bpf/firewall_program.h"
+#include "bpf/flowmon_program.h"
+#include "pipeline/event_bus.h"
+#include "pipeline/file_sink.h"
+#include "pipeline/ring_source.h"
+#include "policy/identity_index.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/program_manager.h"
 #include "policy/policy.h"
@@ -43,6 +49,13 @@ class Agent : public api::AgentControl {
   Result<std::string> upgradeProgram(const api::Caller& who,
                                      const std::string& objectPath) override;
   Result<void> setSwitches(const api::Caller& who, std::optional<bool> synLimit) override;
+  Result<std::vector<api::NamedEvent>> recentEvents(const api::EventFilter& f, size_t n) override;
+  Result<std::unique_ptr<api::EventStream>> subscribeEvents(const api::EventFilter& f) override;
+
+  // The Prometheus text exposition of every metric (docs/observability.md).
+  Result<std::string> metricsText();
+  // The bus every event source publishes to (plugins and sinks subscribe here).
+  pipeline::EventBus& events() { return *bus_; }
 
   // For follow mode: apply a policy pushed by the upstream controller.
   Result<api::ApplyResult> applyUpstream(const std::string& yaml, const std::string& origin);
@@ -64,6 +77,25 @@ class Agent : public api::AgentControl {
   api::VersionInfo info(const StoredVersion& v) const;
 
   class Watcher;
+  class EventStreamImpl;
+
+  // What events do not carry and the agent knows: rule names, identities, interfaces.
+  struct EventNameTable {
+    std::vector<std::string> rules;
+    std::shared_ptr<const policy::Policy> policy;
+    std::unordered_map<uint32_t, std::string> interfaces;
+    mutable std::once_flag indexed;
+    mutable policy::IdentityIndex identities;  // built on first use
+    std::string identityOf(const pipeline::Event& e) const;
+  };
+  // Event pipeline (agent_events.cc).
+  Result<void> startEvents();
+  Result<void> writeEventConfig();
+  void refreshNames();  // after the active policy or the links changed; mu_ held
+  std::shared_ptr<const EventNameTable> names() const;
+  api::NamedEvent named(const pipeline::Event& e, const EventNameTable& t) const;
+  pipeline::Subscription::Filter filterOf(const api::EventFilter& f) const;
+  void recordApply(double seconds, bool ok);
 
   AgentConfig cfg_;
   std::mutex mu_;  // serialises transactions and guards the fields below
@@ -79,6 +111,21 @@ class Agent : public api::AgentControl {
   std::string upstreamState_;
   std::vector<std::string> notes_;
   int64_t startedAtMs_ = 0;
+
+  // Event pipeline; declared in start order, so destroyed sinks first, the bus last.
+  std::unique_ptr<pipeline::EventBus> bus_;
+  std::unique_ptr<bpf::FlowmonProgram> flowmon_;
+  std::unique_ptr<pipeline::RingSource> source_;
+  std::unique_ptr<pipeline::JsonFileSink> fileSink_;
+  mutable std::mutex namesMu_;
+  std::shared_ptr<const EventNameTable> names_;
+  int bpfStatsFd_ = -1;  // keeps kernel BPF run-time statistics on while the agent runs
+
+  // Apply durations for the metrics: histogram buckets (seconds) and totals.
+  std::mutex applyStatsMu_;
+  std::vector<uint64_t> applyBuckets_;
+  uint64_t appliesOk_ = 0, appliesFailed_ = 0;
+  double applySeconds_ = 0;
 
   std::mutex watchMu_;
   uint64_t nextWatcher_ = 0;

@@ -9,8 +9,14 @@ namespace {
 
 using namespace edgeward::yaml;
 
-constexpr std::string_view kTop[] = {"apiVersion", "kind", "interfaces", "policy",   "stateDir",
-                                     "bpffs",      "api",  "upstream",   "capacity", "logging"};
+constexpr std::string_view kTop[] = {"apiVersion", "kind",    "interfaces", "policy",
+                                     "stateDir",   "bpffs",   "api",        "upstream",
+                                     "capacity",   "logging", "events",     "metrics"};
+constexpr std::string_view kEvents[] = {"drops",        "connections", "dropSample",
+                                        "dropsPerPeer", "dropBurst",   "ringBytes",
+                                        "flowmon",      "recent",      "file"};
+constexpr std::string_view kEventFile[] = {"path", "maxBytes", "keep"};
+constexpr std::string_view kMetrics[] = {"address"};
 constexpr std::string_view kInterface[] = {"name", "netns", "mode"};
 constexpr std::string_view kPolicy[] = {"file", "keepVersions"};
 constexpr std::string_view kApi[] = {"unixSocket", "tcp"};
@@ -122,6 +128,21 @@ class ConfigParser : Reader {
     }
     if (const Field* f = top->find("capacity")) {
       EW_TRY(r, capacity(f->value));
+    }
+    if (const Field* f = top->find("events")) {
+      EW_TRY(r, events(f->value));
+    }
+    if (const Field* f = top->find("metrics")) {
+      EW_TRY(mf, fields(f->value, "metrics", kMetrics));
+      if (const Field* a = mf->find("address")) {
+        EW_TRY(s, text(a->value, "metrics.address"));
+        if (*s == "off" || s->empty()) {
+          cfg_.metricsAddress.clear();
+        } else {
+          EW_TRY(addr, address(a->value, "metrics.address"));
+          cfg_.metricsAddress = *addr;
+        }
+      }
     }
     if (const Field* f = top->find("logging")) {
       EW_TRY(lf, fields(f->value, "logging", kLogging));
@@ -237,6 +258,61 @@ class ConfigParser : Reader {
     EW_TRY(files, tls(*f, n, "upstream", false));
     up.tls = *files;
     cfg_.upstream = up;
+    return {};
+  }
+
+  R<bool> boolean(const YAML::Node& n, const std::string& path) {
+    EW_TRY(s, text(n, path));
+    if (*s == "true") return true;
+    if (*s == "false") return false;
+    return error(n, path, fmt::format("{} is not true or false", quoted(*s)));
+  }
+
+  R<void> events(const YAML::Node& n) {
+    EW_TRY(f, fields(n, "events", kEvents));
+    auto& e = cfg_.events;
+    for (auto [name, out] :
+         {std::pair{"drops", &e.drops}, {"connections", &e.connections}, {"flowmon", &e.flowmon}}) {
+      if (const Field* v = f->find(name)) {
+        EW_TRY(b, boolean(v->value, join("events", name)));
+        *out = *b;
+      }
+    }
+    struct Num {
+      const char* name;
+      uint32_t* out;
+      uint32_t min, max;
+    };
+    for (const Num& x :
+         {Num{"dropSample", &e.dropSample, 1, 1u << 20},
+          Num{"dropsPerPeer", &e.dropsPerPeer, 0, 1'000'000},
+          Num{"dropBurst", &e.dropBurst, 1, 1'000'000},
+          Num{"ringBytes", &e.ringBytes, 4096, 1u << 30}, Num{"recent", &e.recent, 0, 1'000'000}}) {
+      if (const Field* v = f->find(x.name)) {
+        EW_TRY(num, number(v->value, join("events", x.name), x.min, x.max));
+        *x.out = *num;
+      }
+    }
+    if (const Field* r = f->find("ringBytes"); r && (e.ringBytes & (e.ringBytes - 1)))
+      return error(r->value, "events.ringBytes", "must be a power of two");
+    if (const Field* file = f->find("file")) {
+      const YAML::Node node = file->value;
+      EW_TRY(ff, fields(node, "events.file", kEventFile));
+      EventFileConfig fc;
+      EW_TRY(p, required(*ff, node, "events.file", "path"));
+      EW_TRY(path, nonEmpty(p->value, "events.file.path"));
+      if ((*path)[0] != '/') return error(p->value, "events.file.path", "must be an absolute path");
+      fc.path = *path;
+      if (const Field* m = ff->find("maxBytes")) {
+        EW_TRY(v, number(m->value, "events.file.maxBytes", 4096, 4'000'000'000u));
+        fc.maxBytes = *v;
+      }
+      if (const Field* k = ff->find("keep")) {
+        EW_TRY(v, number(k->value, "events.file.keep", 0, 1000));
+        fc.keep = *v;
+      }
+      e.file = fc;
+    }
     return {};
   }
 

@@ -48,6 +48,25 @@ struct Capacity {
   uint32_t conntrack = 1u << 18;
 };
 
+struct EventFileConfig {
+  std::string path;                 // JSON lines
+  uint64_t maxBytes = 64ull << 20;  // rotate past this size
+  uint32_t keep = 4;                // rotated files kept
+};
+
+// The event pipeline (docs/observability.md).
+struct EventsConfig {
+  bool drops = true;              // firewall drop events
+  bool connections = true;        // firewall new-connection events
+  uint32_t dropSample = 1;        // consider 1 drop in N
+  uint32_t dropsPerPeer = 100;    // drop events per second per peer address; 0: no limit
+  uint32_t dropBurst = 100;       // burst allowed per peer
+  uint32_t ringBytes = 1u << 22;  // firewall ring buffer (fixed for the life of the pins)
+  bool flowmon = true;            // TCP lifecycle from tracepoints
+  uint32_t recent = 1024;         // events kept for `edgeward events` without --follow
+  std::optional<EventFileConfig> file;
+};
+
 struct AgentConfig {
   std::vector<InterfaceConfig> interfaces;
   std::string policyFile;  // applied at start when the state directory holds no policy
@@ -58,8 +77,10 @@ struct AgentConfig {
   std::optional<TcpApiConfig> tcp;
   std::optional<UpstreamConfig> upstream;
   Capacity capacity;
-  std::string logLevel = "info";  // debug, info, warn, error
-  std::string source;             // the file it came from
+  EventsConfig events;
+  std::string metricsAddress = "127.0.0.1:9479";  // Prometheus endpoint; "" = off
+  std::string logLevel = "info";                  // debug, info, warn, error
+  std::string source;                             // the file it came from
 };
 
 Result<AgentConfig> parseAgentConfig(std::string_view yaml, const std::string& source);

@@ -2,6 +2,7 @@
 // front end) adapts requests onto it. No business logic lives in src/api.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "pipeline/event.h"
 #include "policy/diff.h"
 
 namespace edgeward::api {
@@ -53,6 +55,32 @@ struct InterfaceStatus {
   bool attached = false;
 };
 
+struct RuleCounter {
+  uint32_t id = 0;
+  std::string name;
+  std::string direction;  // "ingress", "egress"
+  std::string action;     // "allow", "deny"
+  uint64_t packets = 0, bytes = 0;
+};
+
+struct ReasonCounter {
+  std::string direction;
+  std::string reason;  // policy::reasonName
+  bool pass = false;
+  uint64_t packets = 0, bytes = 0;
+};
+
+// What became of events (docs/observability.md): lost ones are counted, never hidden.
+struct EventCounters {
+  uint64_t published = 0;         // handed to subscribers
+  uint64_t firewallLost = 0;      // ring buffer full (drop and connection events)
+  uint64_t flowmonLost = 0;       // ring buffer full
+  uint64_t subscriberLost = 0;    // a subscriber (stream, file) fell behind
+  uint64_t dropsSampledOut = 0;   // left out by 1-in-N sampling
+  uint64_t dropsRateLimited = 0;  // over the per-peer event rate
+  bool flowmon = false;           // TCP lifecycle monitoring is running
+};
+
 struct Status {
   VersionInfo policy;
   std::vector<InterfaceStatus> interfaces;
@@ -62,7 +90,36 @@ struct Status {
   uint64_t conntrackEntries = 0;
   std::string upstream;  // "" (none), "connected <addr>", "disconnected <addr>: <why>"
   int64_t startedAtMs = 0;
-  bool synLimit = true;  // run-time switch
+  bool synLimit = true;            // run-time switch
+  std::vector<RuleCounter> rules;  // per rule of the active policy
+  std::vector<ReasonCounter> reasons;
+  EventCounters events;
+};
+
+// Which events a reader wants; empty fields match everything.
+struct EventFilter {
+  std::vector<uint16_t> kinds;   // EW_EV_*
+  std::string rule;              // rule name
+  std::string identity;          // identity of the peer address
+  std::optional<uint16_t> port;  // source or destination port
+  std::string verdict;           // "drop" or "allow"
+};
+
+// An event with the names the agent knows.
+struct NamedEvent {
+  pipeline::Event event{};
+  std::string rule, identity, interface;
+};
+
+class EventStream {
+ public:
+  struct Batch {
+    std::vector<NamedEvent> events;
+    uint64_t lost = 0;  // events this stream missed since the previous batch (it fell behind)
+    bool closed = false;
+  };
+  virtual ~EventStream() = default;
+  virtual Batch next(std::chrono::milliseconds timeout) = 0;
 };
 
 struct WatchEvent {
@@ -97,6 +154,13 @@ class AgentControl {
   virtual Result<std::string> upgradeProgram(const Caller& who, const std::string& objectPath) = 0;
   // Run-time switches; a field left nullopt keeps its value.
   virtual Result<void> setSwitches(const Caller& who, std::optional<bool> synLimit) = 0;
+  // The last `n` events the filter accepts (oldest first), and a stream of new ones.
+  virtual Result<std::vector<NamedEvent>> recentEvents(const EventFilter&, size_t) {
+    return fail(ErrorCode::Unavailable, "this agent has no event pipeline");
+  }
+  virtual Result<std::unique_ptr<EventStream>> subscribeEvents(const EventFilter&) {
+    return fail(ErrorCode::Unavailable, "this agent has no event pipeline");
+  }
 };
 
 }  // namespace edgeward::api

@@ -1,5 +1,8 @@
 #include "api/convert.h"
 
+#include "bpf/flowmon_program.h"
+#include "policy/compiler.h"
+
 namespace edgeward::api::convert {
 namespace {
 
@@ -110,6 +113,31 @@ void toProto(const Status& in, v1::Status* out) {
   out->set_upstream(in.upstream);
   out->set_started_at_ms(in.startedAtMs);
   out->set_syn_limit(in.synLimit);
+  for (const auto& r : in.rules) {
+    auto* pr = out->add_rules();
+    pr->set_id(r.id);
+    pr->set_name(r.name);
+    pr->set_direction(r.direction);
+    pr->set_action(r.action);
+    pr->set_packets(r.packets);
+    pr->set_bytes(r.bytes);
+  }
+  for (const auto& r : in.reasons) {
+    auto* pr = out->add_reasons();
+    pr->set_direction(r.direction);
+    pr->set_reason(r.reason);
+    pr->set_pass(r.pass);
+    pr->set_packets(r.packets);
+    pr->set_bytes(r.bytes);
+  }
+  auto* ev = out->mutable_events();
+  ev->set_published(in.events.published);
+  ev->set_firewall_lost(in.events.firewallLost);
+  ev->set_flowmon_lost(in.events.flowmonLost);
+  ev->set_subscriber_lost(in.events.subscriberLost);
+  ev->set_drops_sampled_out(in.events.dropsSampledOut);
+  ev->set_drops_rate_limited(in.events.dropsRateLimited);
+  ev->set_flowmon(in.events.flowmon);
 }
 
 Status fromProto(const v1::Status& in) {
@@ -124,8 +152,45 @@ Status fromProto(const v1::Status& in) {
   s.conntrackEntries = in.conntrack_entries();
   s.upstream = in.upstream();
   s.startedAtMs = in.started_at_ms();
+  for (const auto& r : in.rules())
+    s.rules.push_back({r.id(), r.name(), r.direction(), r.action(), r.packets(), r.bytes()});
+  for (const auto& r : in.reasons())
+    s.reasons.push_back({r.direction(), r.reason(), r.pass(), r.packets(), r.bytes()});
+  const auto& ev = in.events();
+  s.events = {ev.published(),       ev.firewall_lost(),     ev.flowmon_lost(),
+              ev.subscriber_lost(), ev.drops_sampled_out(), ev.drops_rate_limited(),
+              ev.flowmon()};
   s.synLimit = in.syn_limit();
   return s;
+}
+
+void toProto(const NamedEvent& in, v1::Event* out) {
+  const pipeline::Event& e = in.event;
+  auto kind = pipeline::kindName(e.kind);
+  out->set_kind(kind ? std::string(*kind) : fmt::format("kind-{}", e.kind));
+  out->set_time_ns(e.ts_ns);
+  out->set_verdict(std::string(pipeline::verdictOf(e)));
+  out->set_family(e.family);
+  if (e.family == 4 || e.family == 6) {
+    out->set_src(pipeline::srcAddr(e));
+    out->set_dst(pipeline::dstAddr(e));
+  }
+  out->set_proto(e.proto);
+  out->set_sport(e.sport);
+  out->set_dport(e.dport);
+  out->set_direction(e.direction == EW_DIR_EGRESS ? "egress" : "ingress");
+  const bool firewall = e.kind == EW_EV_DROP || e.kind == EW_EV_CONN_NEW;
+  out->set_reason(firewall ? std::string(policy::reasonName(e.reason))
+                           : bpf::FlowmonProgram::stateName(e.reason));
+  out->set_ifindex(e.ifindex);
+  out->set_interface(in.interface);
+  out->set_rule_id(firewall && e.rule != EW_RULE_NONE ? int64_t{e.rule} : -1);
+  out->set_rule(in.rule);
+  out->set_identity(in.identity);
+  out->set_pkt_len(e.pkt_len);
+  out->set_sampled_out(e.sampled_out);
+  out->set_duration_ns(e.kind == EW_EV_TCP_CLOSE ? e.value : 0);
+  out->set_netns(e.netns);
 }
 
 void toProto(const WatchEvent& in, v1::WatchEvent* out) {

@@ -23,6 +23,7 @@ void toProto(const Status& in, v1::Status* out);
 Status fromProto(const v1::Status& in);
 
 void toProto(const WatchEvent& in, v1::WatchEvent* out);
+void toProto(const NamedEvent& in, v1::Event* out);
 WatchEvent fromProto(const v1::WatchEvent& in);
 
 // InvalidArgument -> INVALID_ARGUMENT, NotFound -> NOT_FOUND, Conflict -> ABORTED,

@@ -188,4 +188,41 @@ Result<void> AgentClient::watch(const std::function<bool(const WatchEvent&)>& on
   return std::unexpected(toError(s, impl_->options.server));
 }
 
+Result<void> AgentClient::events(
+    const EventsRequest& req,
+    const std::function<bool(const std::vector<EventRecord>&, uint64_t)>& onBatch,
+    std::stop_token stop) {
+  grpc::ClientContext ctx;
+  bool stopped = false;
+  std::stop_callback onStop(stop, [&] { ctx.TryCancel(); });
+  v1::EventsRequest pr;
+  for (const auto& k : req.kinds) pr.add_kinds(k);
+  pr.set_rule(req.rule);
+  pr.set_identity(req.identity);
+  pr.set_verdict(req.verdict);
+  pr.set_port(req.port);
+  pr.set_recent(req.recent);
+  pr.set_follow(req.follow);
+  auto reader = impl_->stub->Events(&ctx, pr);
+  v1::EventsResponse resp;
+  std::vector<EventRecord> batch;
+  while (reader->Read(&resp)) {
+    batch.clear();
+    for (const auto& e : resp.events())
+      batch.push_back({e.kind(),     e.time_ns(), e.verdict(),     e.family(),      e.src(),
+                       e.dst(),      e.proto(),   e.sport(),       e.dport(),       e.direction(),
+                       e.reason(),   e.ifindex(), e.interface(),   e.rule_id(),     e.rule(),
+                       e.identity(), e.pkt_len(), e.sampled_out(), e.duration_ns(), e.netns()});
+    if (!onBatch(batch, resp.lost())) {
+      stopped = true;
+      ctx.TryCancel();
+      break;
+    }
+  }
+  auto s = reader->Finish();
+  if (s.ok() || stopped || (stop.stop_requested() && s.error_code() == grpc::StatusCode::CANCELLED))
+    return {};
+  return std::unexpected(toError(s, impl_->options.server));
+}
+
 }  // namespace edgeward::api

@@ -29,6 +29,32 @@ struct ClientOptions {
   std::chrono::milliseconds timeout{30000};  // per call (not for watch)
 };
 
+// One event as the agent sends it (proto edgeward.v1.Event).
+struct EventRecord {
+  std::string kind;
+  uint64_t timeNs = 0;
+  std::string verdict;
+  uint32_t family = 0;
+  std::string src, dst;
+  uint32_t proto = 0, sport = 0, dport = 0;
+  std::string direction, reason;
+  uint32_t ifindex = 0;
+  std::string interface;
+  int64_t ruleId = -1;
+  std::string rule, identity;
+  uint32_t pktLen = 0, sampledOut = 0;
+  uint64_t durationNs = 0;
+  uint32_t netns = 0;
+};
+
+struct EventsRequest {
+  std::vector<std::string> kinds;
+  std::string rule, identity, verdict;
+  uint16_t port = 0;
+  uint32_t recent = 0;
+  bool follow = false;
+};
+
 class AgentClient {
  public:
   // Checks the options and reads the credentials; does not contact the agent (the first call
@@ -54,6 +80,12 @@ class AgentClient {
   // onSubscribed, if set, runs once the agent has registered the watch.
   Result<void> watch(const std::function<bool(const WatchEvent&)>& onEvent,
                      std::stop_token stop = {}, const std::function<void()>& onSubscribed = {});
+
+  // Streams events: onBatch gets each batch and how many events the stream missed before it
+  // (it fell behind); returning false stops. Blocks like watch().
+  Result<void> events(const EventsRequest& req,
+                      const std::function<bool(const std::vector<EventRecord>&, uint64_t)>& onBatch,
+                      std::stop_token stop = {});
 
   const std::string& server() const;
 

@@ -216,6 +216,63 @@ class Service final : public v1::Agent::Service {
     });
   }
 
+  grpc::Status Events(grpc::ServerContext* ctx, const v1::EventsRequest* req,
+                      grpc::ServerWriter<v1::EventsResponse>* writer) override {
+    return call(ctx, "Events", Access::Read, [&](const Caller&) -> grpc::Status {
+      EventFilter f;
+      for (const auto& k : req->kinds()) {
+        auto kind = pipeline::kindFromName(k);
+        if (!kind)
+          return {grpc::StatusCode::INVALID_ARGUMENT,
+                  fmt::format("unknown event kind \"{}\" (expected drop, conn_new, tcp_open, "
+                              "tcp_close, tcp_retransmit or custom)",
+                              k)};
+        f.kinds.push_back(*kind);
+      }
+      if (!req->verdict().empty() && req->verdict() != "drop" && req->verdict() != "allow")
+        return {grpc::StatusCode::INVALID_ARGUMENT,
+                fmt::format("unknown verdict \"{}\" (expected drop or allow)", req->verdict())};
+      if (req->port() > 65535)
+        return {grpc::StatusCode::INVALID_ARGUMENT,
+                fmt::format("port {} is not in 0-65535", req->port())};
+      f.rule = req->rule();
+      f.identity = req->identity();
+      f.verdict = req->verdict();
+      if (req->port()) f.port = static_cast<uint16_t>(req->port());
+      // Subscribe before reading the past, so nothing falls between the two.
+      std::unique_ptr<EventStream> live;
+      if (req->follow()) {
+        auto sub = s_.control.subscribeEvents(f);
+        if (!sub) return convert::toGrpcStatus(sub.error());
+        live = std::move(*sub);
+      }
+      auto write = [&](const std::vector<NamedEvent>& events, uint64_t lost) {
+        v1::EventsResponse resp;
+        resp.set_lost(lost);
+        for (const auto& e : events) convert::toProto(e, resp.add_events());
+        return writer->Write(resp);
+      };
+      if (req->recent()) {
+        auto past = s_.control.recentEvents(f, req->recent());
+        if (!past) return convert::toGrpcStatus(past.error());
+        if (!write(*past, 0)) return grpc::Status::CANCELLED;
+      }
+      if (!live) return grpc::Status::OK;
+      writer->SendInitialMetadata();
+      for (;;) {
+        {
+          std::lock_guard lk(s_.mu);
+          if (s_.stopping) return {grpc::StatusCode::UNAVAILABLE, "agent shutting down"};
+        }
+        if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
+        auto b = live->next(kWatchPoll);
+        if (b.closed) return {grpc::StatusCode::UNAVAILABLE, "agent shutting down"};
+        if (b.events.empty() && !b.lost) continue;
+        if (!write(b.events, b.lost)) return grpc::Status::CANCELLED;
+      }
+    });
+  }
+
  private:
   grpc::Status stream(grpc::ServerContext* ctx, grpc::ServerWriter<v1::WatchEvent>* writer,
                       const std::shared_ptr<WatchBox>& box) {

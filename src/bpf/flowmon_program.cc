@@ -102,9 +102,10 @@ uint64_t FlowmonProgram::bucketBoundNs(uint32_t b) {
 }
 
 const char* FlowmonProgram::stateName(uint32_t state) {
-  static constexpr const char* kNames[] = {
-      "UNKNOWN",  "ESTABLISHED", "SYN_SENT",   "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",  "TIME_WAIT",
-      "CLOSE",    "CLOSE_WAIT",  "LAST_ACK",   "LISTEN",   "CLOSING",   "NEW_SYN_RECV", "BOUND_INACTIVE"};
+  static constexpr const char* kNames[] = {"UNKNOWN",      "ESTABLISHED",   "SYN_SENT",  "SYN_RECV",
+                                           "FIN_WAIT1",    "FIN_WAIT2",     "TIME_WAIT", "CLOSE",
+                                           "CLOSE_WAIT",   "LAST_ACK",      "LISTEN",    "CLOSING",
+                                           "NEW_SYN_RECV", "BOUND_INACTIVE"};
   return state < std::size(kNames) ? kNames[state] : "UNKNOWN";
 }
 

@@ -5,6 +5,7 @@
 #include "agent/config.h"
 #include "agent/follower.h"
 #include "api/grpc_server.h"
+#include "api/http_server.h"
 #include "cli/commands.h"
 
 namespace edgeward::cli {
@@ -34,6 +35,16 @@ void runAgent(const std::string& configPath) {
   api::ApiServer server(*ag, api);
   orExit(server.start());
 
+  api::HttpServer http;
+  if (!cfg.metricsAddress.empty()) {
+    http.get("/metrics", [&ag] {
+      auto text = ag->metricsText();
+      if (!text) return api::HttpResponse{500, "text/plain", text.error().str() + "\n"};
+      return api::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", *text};
+    });
+    orExit(http.start(cfg.metricsAddress));
+  }
+
   std::unique_ptr<agent::Follower> follower;
   if (cfg.upstream) follower = std::make_unique<agent::Follower>(*ag, *cfg.upstream);
 
@@ -42,6 +53,7 @@ void runAgent(const std::string& configPath) {
              st.policy.version, st.policy.version ? " (" + st.policy.name + ")" : " (none yet)",
              st.interfaces.size(), cfg.unixSocket,
              cfg.tcp ? fmt::format(" and {} (mTLS)", cfg.tcp->address) : "");
+  if (!cfg.metricsAddress.empty()) fmt::print("  metrics: http://{}/metrics\n", cfg.metricsAddress);
   for (const auto& note : ag->startupNotes()) fmt::print("  {}\n", note);
   std::fflush(stdout);
 
@@ -52,6 +64,7 @@ void runAgent(const std::string& configPath) {
       "(`edgeward reset` removes it)\n",
       sig == SIGTERM ? "SIGTERM" : "SIGINT");
   follower.reset();
+  http.stop();
   server.shutdown();
 }
 

@@ -82,9 +82,12 @@ std::string_view sourceName(Source s) {
 
 namespace {
 constexpr std::pair<uint16_t, std::string_view> kKinds[] = {
-    {EW_EV_DROP, "drop"},           {EW_EV_CONN_NEW, "conn_new"},
-    {EW_EV_TCP_OPEN, "tcp_open"},   {EW_EV_TCP_CLOSE, "tcp_close"},
-    {EW_EV_TCP_RETRANSMIT, "tcp_retransmit"}, {EW_EV_CUSTOM, "custom"}};
+    {EW_EV_DROP, "drop"},
+    {EW_EV_CONN_NEW, "conn_new"},
+    {EW_EV_TCP_OPEN, "tcp_open"},
+    {EW_EV_TCP_CLOSE, "tcp_close"},
+    {EW_EV_TCP_RETRANSMIT, "tcp_retransmit"},
+    {EW_EV_CUSTOM, "custom"}};
 }  // namespace
 
 std::optional<std::string_view> kindName(uint16_t kind) {

@@ -4,7 +4,6 @@
 
 #include <fmt/format.h>
 
-
 namespace edgeward::pipeline {
 namespace fs = std::filesystem;
 
@@ -73,7 +72,8 @@ void JsonFileSink::run() {
       size_ += line.size();
       written_.fetch_add(1, std::memory_order_relaxed);
     }
-    if (b.lost) fmt::print(stderr, "edgeward: event file sink: {} events lost (sink fell behind)\n", b.lost);
+    if (b.lost)
+      fmt::print(stderr, "edgeward: event file sink: {} events lost (sink fell behind)\n", b.lost);
     std::fflush(file_);
     if (b.closed) return;
     if (draining && b.events.empty()) return;

@@ -24,9 +24,9 @@ namespace {
 
 using bpf::FirewallProgram;
 using bpf::Hook;
+using testing::buildPacket;
 using testing::L4;
 using testing::PacketSpec;
-using testing::buildPacket;
 
 class FirewallEvents : public ::testing::Test {
  protected:
