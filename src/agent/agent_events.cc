@@ -105,8 +105,8 @@ api::NamedEvent Agent::named(const pipeline::Event& e, const EventNameTable& t) 
 }
 
 pipeline::Subscription::Filter Agent::filterOf(const api::EventFilter& f) const {
-  const bool empty = f.kinds.empty() && f.rule.empty() && f.identity.empty() && !f.port &&
-                     f.verdict.empty();
+  const bool empty =
+      f.kinds.empty() && f.rule.empty() && f.identity.empty() && !f.port && f.verdict.empty();
   if (empty) return {};
   return [this, f](const pipeline::Event& e) {
     if (!f.kinds.empty() && std::find(f.kinds.begin(), f.kinds.end(), e.kind) == f.kinds.end())
@@ -115,8 +115,7 @@ pipeline::Subscription::Filter Agent::filterOf(const api::EventFilter& f) const 
     if (!f.verdict.empty() && pipeline::verdictOf(e) != f.verdict) return false;
     if (f.rule.empty() && f.identity.empty()) return true;
     auto t = names();
-    if (!f.rule.empty() && (e.rule >= t->rules.size() || t->rules[e.rule] != f.rule))
-      return false;
+    if (!f.rule.empty() && (e.rule >= t->rules.size() || t->rules[e.rule] != f.rule)) return false;
     return f.identity.empty() || t->identityOf(e) == f.identity;
   };
 }

@@ -85,8 +85,8 @@ Result<api::Status> Agent::status() {
     for (uint32_t id = 0; id < rules->size(); id++) {
       const auto& r = compiled_->rules[id];
       s.rules.push_back({id, r.name, r.dir == EW_INGRESS ? "ingress" : "egress",
-                         r.action == policy::Action::Allow ? "allow" : "deny",
-                         (*rules)[id].packets, (*rules)[id].bytes});
+                         r.action == policy::Action::Allow ? "allow" : "deny", (*rules)[id].packets,
+                         (*rules)[id].bytes});
     }
   }
   EW_TRY(ct, fw_->conntrackEntries());
@@ -103,7 +103,8 @@ Result<api::Status> Agent::status() {
   s.events.dropsRateLimited = (*ev)[EW_EVS_DROP_RATE_LIMITED];
   if (flowmon_) {
     EW_TRY(fs, flowmon_->readStats());
-    s.events.flowmonLost = (*fs)[FM_S_OPEN_LOST] + (*fs)[FM_S_CLOSE_LOST] + (*fs)[FM_S_RETRANS_LOST];
+    s.events.flowmonLost =
+        (*fs)[FM_S_OPEN_LOST] + (*fs)[FM_S_CLOSE_LOST] + (*fs)[FM_S_RETRANS_LOST];
     s.events.flowmon = true;
   }
   if (bus_) {
@@ -119,8 +120,8 @@ Result<std::string> Agent::metricsText() {
   out.reserve(64);  // families are filled through references: no reallocation
   using L = std::vector<ClientMetric::Label>;
 
-  auto& rp = family(out, "edgeward_rule_packets_total", "Packets each rule decided.",
-                    MetricType::Counter);
+  auto& rp =
+      family(out, "edgeward_rule_packets_total", "Packets each rule decided.", MetricType::Counter);
   auto& rb = family(out, "edgeward_rule_bytes_total", "Bytes of the packets each rule decided.",
                     MetricType::Counter);
   for (const auto& r : st->rules) {
@@ -155,7 +156,8 @@ Result<std::string> Agent::metricsText() {
     m.histogram.sample_count = appliesOk_;
     m.histogram.sample_sum = applySeconds_;
     for (size_t i = 0; i < std::size(kApplyBuckets); i++)
-      m.histogram.bucket.push_back({applyBuckets_.empty() ? 0 : applyBuckets_[i], kApplyBuckets[i]});
+      m.histogram.bucket.push_back(
+          {applyBuckets_.empty() ? 0 : applyBuckets_[i], kApplyBuckets[i]});
     m.histogram.bucket.push_back({appliesOk_, std::numeric_limits<double>::infinity()});
     h.metric.push_back(std::move(m));
     auto& a = family(out, "edgeward_policy_applies_total", "Policy applies by result.",
@@ -166,8 +168,8 @@ Result<std::string> Agent::metricsText() {
 
   // Events: what was sent, and everything that was not, by cause.
   EW_TRY(ev, fw_->readEventStats());
-  auto& sent = family(out, "edgeward_events_total", "Events written by each source.",
-                      MetricType::Counter);
+  auto& sent =
+      family(out, "edgeward_events_total", "Events written by each source.", MetricType::Counter);
   add(sent, double((*ev)[EW_EVS_DROP_SENT] + (*ev)[EW_EVS_CONN_SENT]), {{"source", "firewall"}});
   std::optional<std::array<uint64_t, FM_S_COUNT>> fms;
   if (flowmon_) {
@@ -195,9 +197,9 @@ Result<std::string> Agent::metricsText() {
   // Kernel BPF statistics of the firewall programs (enabled while the agent runs).
   auto& runs = family(out, "edgeward_bpf_program_runs_total", "Runs of each firewall program.",
                       MetricType::Counter);
-  auto& runNs = family(out, "edgeward_bpf_program_run_seconds_total",
-                       "Time spent in each firewall program (kernel BPF statistics).",
-                       MetricType::Counter);
+  auto& runNs =
+      family(out, "edgeward_bpf_program_run_seconds_total",
+             "Time spent in each firewall program (kernel BPF statistics).", MetricType::Counter);
   for (bpf::Hook h : bpf::kAllHooks) {
     bpf_prog_info info{};
     uint32_t len = sizeof info;
@@ -212,8 +214,7 @@ Result<std::string> Agent::metricsText() {
 
   if (fms) {
     auto& states = family(out, "edgeward_tcp_state_transitions_total",
-                          "TCP sockets entering each state (all namespaces).",
-                          MetricType::Counter);
+                          "TCP sockets entering each state (all namespaces).", MetricType::Counter);
     EW_TRY(tr, flowmon_->readStates());
     for (uint32_t i = 1; i <= 12; i++)
       add(states, double((*tr)[i]), {{"state", bpf::FlowmonProgram::stateName(i)}});

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/grpc_client.h"
+#include "cli/client_common.h"
 #include "cli/commands.h"
 #include "policy/diff.h"
 
@@ -22,40 +23,6 @@ namespace edgeward::cli {
 namespace {
 
 using nlohmann::json;
-
-// Exit codes of the client commands, beyond 1 (the command failed), so that scripts can retry
-// an apply that lost a race or tell a down agent from a refused call.
-constexpr int kExitConflict = 3;
-constexpr int kExitDenied = 4;
-constexpr int kExitUnreachable = 5;
-
-template <typename T>
-T orExitApi(Result<T> r) {
-  if (!r) {
-    fmt::print(stderr, "edgeward: {}\n", r.error().str());
-    switch (r.error().code()) {
-      case ErrorCode::Conflict:
-        throw CLI::RuntimeError(kExitConflict);
-      case ErrorCode::PermissionDenied:
-        throw CLI::RuntimeError(kExitDenied);
-      case ErrorCode::Unavailable:
-        throw CLI::RuntimeError(kExitUnreachable);
-      default:
-        throw CLI::RuntimeError(1);
-    }
-  }
-  if constexpr (!std::is_void_v<T>) return std::move(*r);
-}
-
-api::ClientOptions gConn;
-std::string gOutput = "table";
-
-api::AgentClient connect() {
-  // gRPC also logs a failed TLS handshake on stderr; the command's one error line says it
-  // already. GRPC_VERBOSITY=debug brings the logs back.
-  if (!std::getenv("GRPC_VERBOSITY")) gpr_set_log_function([](gpr_log_func_args*) {});
-  return orExitApi(api::AgentClient::connect(gConn));
-}
 
 Result<std::string> readText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -273,24 +240,8 @@ void status() {
 }
 
 void watch() {
-  // Ctrl-C and SIGTERM end the stream cleanly. Blocked before the client starts gRPC's threads,
-  // so that only the waiter below takes them.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  SignalStop stop;  // before the client starts gRPC's threads
   auto client = connect();
-  std::stop_source stop;
-  std::jthread waiter([&](std::stop_token done) {
-    while (!done.stop_requested()) {
-      timespec ts{0, 200 * 1000 * 1000};
-      if (sigtimedwait(&sigs, nullptr, &ts) > 0) {
-        stop.request_stop();
-        return;
-      }
-    }
-  });
   const bool asJson = gOutput == "json";
   auto r = client.watch(
       [&](const api::WatchEvent& e) {
@@ -310,8 +261,6 @@ void watch() {
       [&] {
         if (!asJson) fmt::print(stderr, "watching {}; Ctrl-C to stop\n", client.server());
       });
-  waiter.request_stop();
-  waiter.join();
   orExitApi(std::move(r));
 }
 
@@ -329,30 +278,6 @@ void setSwitches(const std::string& synLimit) {
   auto client = connect();
   orExitApi(client.setSwitches(syn));
   fmt::print("syn limit {}\n", *syn ? "on" : "off");
-}
-
-// --server, --cert, --key, --ca on a command that talks to the agent.
-CLI::App* connected(CLI::App* cmd) {
-  cmd->add_option("--server", gConn.server,
-                  "Agent address: unix:///path/to/agent.sock or host:port (mutual TLS)")
-      ->envname("EDGEWARD_SERVER")
-      ->capture_default_str();
-  cmd->add_option("--ca", gConn.caFile, "CA that signed the agent's certificate (PEM; TCP only)")
-      ->envname("EDGEWARD_CA");
-  cmd->add_option("--cert", gConn.certFile, "Client certificate (PEM; TCP only)")
-      ->envname("EDGEWARD_CERT");
-  cmd->add_option("--key", gConn.keyFile, "Client private key (PEM; TCP only)")
-      ->envname("EDGEWARD_KEY");
-  cmd->add_option("--server-name", gConn.serverName,
-                  "Name to expect in the agent's certificate (default: the host in --server)");
-  return cmd;
-}
-
-CLI::App* withOutput(CLI::App* cmd) {
-  cmd->add_option("-o,--output", gOutput, "Output format")
-      ->check(CLI::IsMember({"table", "json"}))
-      ->capture_default_str();
-  return cmd;
 }
 
 }  // namespace

@@ -174,6 +174,18 @@ std::optional<Event> decodeFlowmon(std::span<const uint8_t> record, const ClockO
   e.sport = r.passive ? r.rport : r.lport;
   e.dport = r.passive ? r.lport : r.rport;
   e.netns = r.netns;
+  // A dual-stack socket talking IPv4 has v4-mapped addresses (::ffff:a.b.c.d): report IPv4.
+  auto mapped = [](const uint8_t* a) {
+    static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return std::memcmp(a, kPrefix, 12) == 0;
+  };
+  if (e.family == 6 && mapped(e.saddr) && mapped(e.daddr)) {
+    e.family = 4;
+    std::memmove(e.saddr, e.saddr + 12, 4);
+    std::memmove(e.daddr, e.daddr + 12, 4);
+    std::memset(e.saddr + 4, 0, 12);
+    std::memset(e.daddr + 4, 0, 12);
+  }
   return e;
 }
 

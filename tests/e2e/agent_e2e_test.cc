@@ -13,10 +13,17 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <thread>
+
+#include <bpf/bpf.h>
+#include <httplib.h>
 
 #include "api/grpc_client.h"
 #include "common/netns.h"
+#include "common/unique_fd.h"
+#include "support/packet.h"
 
 namespace edgeward {
 namespace {
@@ -447,6 +454,251 @@ TEST_F(AgentLab, FollowsTheControllerAndKeepsTheLastPolicyWhileItIsAway) {
       << "\nagent log:\n"
       << log();
   stopProcess(ctl);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observability: events, counters, TCP lifecycle and metrics of the real agent.
+
+namespace obs {
+
+// Collects the agent's event stream on a thread until stopped.
+class EventCollector {
+ public:
+  EventCollector(api::AgentClient c, api::EventsRequest req) : client_(std::move(c)) {
+    req.follow = true;
+    thread_ = std::jthread([this, req](std::stop_token st) {
+      auto r = client_.events(
+          req,
+          [this](const std::vector<api::EventRecord>& b, uint64_t lost) {
+            std::lock_guard lock(mu_);
+            events_.insert(events_.end(), b.begin(), b.end());
+            lost_ += lost;
+            return true;
+          },
+          st);
+      std::lock_guard lock(mu_);
+      if (!r) error_ = r.error().str();
+    });
+  }
+  std::vector<api::EventRecord> events() {
+    std::lock_guard lock(mu_);
+    return events_;
+  }
+  uint64_t lost() {
+    std::lock_guard lock(mu_);
+    return lost_;
+  }
+  std::string error() {
+    std::lock_guard lock(mu_);
+    return error_;
+  }
+  void stop() {
+    thread_.request_stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  api::AgentClient client_;
+  std::mutex mu_;
+  std::vector<api::EventRecord> events_;
+  uint64_t lost_ = 0;
+  std::string error_;
+  std::jthread thread_;
+};
+
+uint64_t reasonPackets(const api::Status& s, const std::string& dir, const std::string& reason) {
+  for (const auto& r : s.reasons)
+    if (r.direction == dir && r.reason == reason) return r.packets;
+  return 0;
+}
+
+uint64_t rulePackets(const api::Status& s, const std::string& name) {
+  for (const auto& r : s.rules)
+    if (r.name == name) return r.packets;
+  return ~0ull;
+}
+
+}  // namespace obs
+
+TEST_F(AgentLab, EveryDropIsAnEventOrCountedAndCountersEqualTheTraffic) {
+  addConfig("events:\n  dropsPerPeer: 20\n  dropBurst: 10\n");
+  startAgent();
+  auto allowed = udpServer(server_.name(), 7001);
+  ASSERT_TRUE(allowed);
+  auto c = client();
+  ASSERT_TRUE(c);
+  obs::EventCollector drops(*client(), {.kinds = {"drop"}, .port = 7002});
+  std::this_thread::sleep_for(300ms);  // subscribed
+  auto before = c->status();
+  ASSERT_TRUE(before) << before.error().str();
+
+  auto a = netns::runIn(client_.name(),
+                        [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 7001, 300, 500ms); });
+  auto d = netns::runIn(client_.name(),
+                        [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 7002, 400); });
+  ASSERT_TRUE(a && d);
+  EXPECT_EQ(*a, 300) << "every allowed datagram was echoed";
+  std::this_thread::sleep_for(500ms);
+  drops.stop();
+  auto after = c->status();
+  ASSERT_TRUE(after) << after.error().str();
+
+  // Counters equal the packets sent. A rule counts every packet of the flows it allowed: the
+  // 300 datagrams and their 300 echoes (which pass as part of the tracked flow).
+  EXPECT_EQ(obs::rulePackets(*after, "allow-7001") - obs::rulePackets(*before, "allow-7001"), 600u);
+  const uint64_t dropped = obs::reasonPackets(*after, "ingress", "default-deny") -
+                           obs::reasonPackets(*before, "ingress", "default-deny");
+  EXPECT_EQ(dropped, 400u);
+
+  // Every drop is an event, or counted as suppressed (per-peer limit) or lost.
+  auto evs = drops.events();
+  EXPECT_EQ(drops.error(), "");
+  EXPECT_EQ(drops.lost(), 0u);
+  const uint64_t limited = after->events.dropsRateLimited - before->events.dropsRateLimited;
+  const uint64_t sampled = after->events.dropsSampledOut - before->events.dropsSampledOut;
+  const uint64_t lost = after->events.firewallLost - before->events.firewallLost;
+  EXPECT_EQ(evs.size() + limited + sampled + lost, 400u)
+      << evs.size() << " events, " << limited << " limited, " << sampled << " sampled out, " << lost
+      << " lost";
+  EXPECT_GT(limited, 0u) << "400 drops in ~30 ms exceed a burst of 10";
+  uint64_t carried = 0;  // suppressed drops the events report
+  for (const auto& e : evs) {
+    EXPECT_EQ(e.kind, "drop");
+    EXPECT_EQ(e.src, "10.77.0.1");
+    EXPECT_EQ(e.dst, "10.77.0.2");
+    EXPECT_EQ(e.dport, 7002u);
+    EXPECT_EQ(e.reason, "default-deny");
+    EXPECT_EQ(e.identity, "client");
+    EXPECT_EQ(e.interface, server_.name() + "/" + tag_ + "vs");
+    carried += e.sampledOut;
+  }
+  EXPECT_LE(carried, limited);
+}
+
+TEST_F(AgentLab, TcpLifecycleEventsMatchTheConnectionsTheTestMade) {
+  startAgent();
+  auto echo = netns::EchoServer::start(server_.name(), {{netns::Proto::Tcp, 7003}});
+  ASSERT_TRUE(echo) << echo.error().str();
+  obs::EventCollector tcp(*client(), {.kinds = {"tcp_open", "tcp_close"}, .port = 7003});
+  std::this_thread::sleep_for(300ms);
+  constexpr int kConnections = 6;
+  for (int i = 0; i < kConnections; i++) {
+    // Inside the server namespace, over its loopback: flowmon sees every namespace.
+    auto r = netns::runIn(server_.name(), [] {
+      return netns::probe({netns::Proto::Tcp, "", "127.0.0.1", 7003});
+    });
+    ASSERT_TRUE(r) << r.error().str();
+    EXPECT_EQ(*r, netns::Outcome::Reply);
+  }
+  std::this_thread::sleep_for(700ms);
+  tcp.stop();
+  int opens = 0, closes = 0;
+  std::set<uint32_t> nets;
+  for (const auto& e : tcp.events()) {
+    if (e.kind == "tcp_open") opens++;
+    if (e.kind == "tcp_close") {
+      closes++;
+      EXPECT_LT(e.durationNs, 5'000'000'000u);
+    }
+    nets.insert(e.netns);
+    EXPECT_EQ(e.src, "127.0.0.1");
+    EXPECT_EQ(e.dport, 7003u);
+  }
+  // Both ends of each connection: the client's active open and the server's passive one.
+  EXPECT_EQ(opens, 2 * kConnections);
+  EXPECT_EQ(closes, 2 * kConnections);
+  EXPECT_EQ(nets.size(), 1u) << "all in the server namespace";
+  EXPECT_EQ(tcp.error(), "");
+}
+
+TEST_F(AgentLab, MetricsEndpointPassesPromtoolAndAgreesWithStatus) {
+  const int port = 20000 + getpid() % 20000;
+  addConfig(fmt::format("metrics:\n  address: 127.0.0.1:{}\n", port));
+  startAgent();
+  auto allowed = udpServer(server_.name(), 7001);
+  ASSERT_TRUE(allowed);
+  auto sent = netns::runIn(
+      client_.name(), [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 7001, 50, 300ms); });
+  ASSERT_TRUE(sent);
+  httplib::Client http("127.0.0.1", port);
+  auto res = http.Get("/metrics");
+  ASSERT_TRUE(res) << "no answer on port " << port << "; log:\n" << log();
+  EXPECT_EQ(res->status, 200);
+  EXPECT_NE(res->get_header_value("Content-Type").find("text/plain"), std::string::npos);
+  const std::string text = res->body;
+  const fs::path scrape = dir_ / "metrics.txt";
+  std::ofstream(scrape) << text;
+  // 50 datagrams and their 50 echoes, as in status.
+  auto st = client()->status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(obs::rulePackets(*st, "allow-7001"), 100u);
+  EXPECT_NE(text.find("edgeward_rule_packets_total{action=\"allow\",direction=\"ingress\",rule="
+                      "\"allow-7001\"} 100"),
+            std::string::npos)
+      << text.substr(0, 2000);
+  for (const char* name :
+       {"edgeward_events_lost_total{source=\"firewall\"}", "edgeward_policy_version 1",
+        "edgeward_conntrack_entries", "edgeward_bpf_program_run_seconds_total",
+        "process_resident_memory_bytes", "edgeward_tcp_state_transitions_total"})
+    EXPECT_NE(text.find(name), std::string::npos) << name;
+  const std::string check = fmt::format("promtool check metrics < {} 2>&1", scrape.string());
+  EXPECT_EQ(std::system(check.c_str()), 0);
+}
+
+TEST_F(AgentLab, AFloodedRingBufferCountsEveryLostEventAndTheAgentStaysResponsive) {
+  addConfig("events:\n  dropsPerPeer: 0\n  ringBytes: 4096\n");
+  startAgent();
+  // The agent's own pinned XDP program, flooded with BPF_PROG_TEST_RUN: ~1M denied frames
+  // a second into a ring of ~60 events.
+  const std::string prog = pinDir_ + "/progs/ew_xdp_ingress";
+  UniqueFd progFd(bpf_obj_get(prog.c_str()));
+  ASSERT_TRUE(progFd.valid()) << prog;
+  auto c = client();
+  ASSERT_TRUE(c);
+  auto before = c->status();
+  ASSERT_TRUE(before);
+  testing::PacketSpec denied;
+  denied.src = "10.77.0.1";
+  denied.dst = "10.77.0.2";
+  denied.l4 = testing::L4::Udp;
+  denied.dport = 7002;
+  const auto frame = testing::buildPacket(denied);
+  std::atomic<bool> done{false};
+  int floodRc = -1;
+  std::thread flooder([&] {
+    bpf_test_run_opts o{};
+    o.sz = sizeof o;
+    o.data_in = frame.data();
+    o.data_size_in = static_cast<uint32_t>(frame.size());
+    o.repeat = 200000;
+    floodRc = bpf_prog_test_run_opts(progFd.get(), &o);
+    done = true;
+  });
+  int answered = 0;
+  while (!done) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto s = c->status();
+    EXPECT_TRUE(s) << s.error().str();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s) << "status during the flood";
+    answered++;
+    std::this_thread::sleep_for(50ms);
+  }
+  flooder.join();
+  ASSERT_EQ(floodRc, 0) << "BPF_PROG_TEST_RUN on " << prog;
+  EXPECT_GT(answered, 0);
+  std::this_thread::sleep_for(500ms);  // the reader drains what is left
+  auto after = c->status();
+  ASSERT_TRUE(after);
+  const uint64_t dropped = obs::reasonPackets(*after, "ingress", "default-deny") -
+                           obs::reasonPackets(*before, "ingress", "default-deny");
+  const uint64_t lost = after->events.firewallLost - before->events.firewallLost;
+  const uint64_t published = after->events.published - before->events.published;
+  EXPECT_EQ(dropped, 200000u);
+  EXPECT_GT(lost, 0u);
+  // Exactly: what was not lost reached the pipeline (plus any flowmon events meanwhile).
+  EXPECT_GE(published + lost, 200000u);
+  EXPECT_LE(published + lost - 200000u, 100u) << "only a few TCP events besides";
+  EXPECT_EQ(after->events.dropsRateLimited - before->events.dropsRateLimited, 0u);
 }
 
 }  // namespace
