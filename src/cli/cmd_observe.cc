@@ -51,9 +51,9 @@ std::string endpoint(const std::string& addr, uint32_t port, uint32_t family) {
 }
 
 json toJson(const api::EventRecord& e) {
-  json j{{"time_ns", e.timeNs}, {"kind", e.kind},           {"family", e.family},
-         {"src", e.src},        {"dst", e.dst},             {"proto", protoName(e.proto)},
-         {"sport", e.sport},    {"dport", e.dport},         {"direction", e.direction},
+  json j{{"time_ns", e.timeNs}, {"kind", e.kind},   {"family", e.family},
+         {"src", e.src},        {"dst", e.dst},     {"proto", protoName(e.proto)},
+         {"sport", e.sport},    {"dport", e.dport}, {"direction", e.direction},
          {"reason", e.reason}};
   if (!e.verdict.empty()) j["verdict"] = e.verdict;
   if (e.ruleId >= 0) j["rule_id"] = e.ruleId;
@@ -216,8 +216,8 @@ void top(int intervalMs, size_t limit, int iterations) {
     std::vector<Row> rows;
     for (const auto& r : s.rules) {
       auto [p0, b0] = before.count(r.id) ? before[r.id] : std::pair{r.packets, r.bytes};
-      rows.push_back({&r, first ? 0 : double(r.packets - p0) / secs,
-                      first ? 0 : double(r.bytes - b0) / secs});
+      rows.push_back(
+          {&r, first ? 0 : double(r.packets - p0) / secs, first ? 0 : double(r.bytes - b0) / secs});
       before[r.id] = {r.packets, r.bytes};
     }
     std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
@@ -230,8 +230,7 @@ void top(int intervalMs, size_t limit, int iterations) {
 
     std::ostringstream out;
     out << fmt::format("edgeward top - {} - policy {} - {}   (q quits)\n", client.server(),
-                       s.policy.version ? fmt::format("v{} \"{}\"", s.policy.version,
-                                                      s.policy.name)
+                       s.policy.version ? fmt::format("v{} \"{}\"", s.policy.version, s.policy.name)
                                         : std::string("none"),
                        clock(uint64_t(std::chrono::system_clock::now().time_since_epoch() /
                                       std::chrono::nanoseconds(1)))
@@ -257,8 +256,9 @@ void top(int intervalMs, size_t limit, int iterations) {
                        "MOSTLY");
     for (size_t i = 0; i < sorted.size() && i < limit; i++) {
       const auto& c = *sorted[i].second;
-      auto mostly = std::max_element(c.why.begin(), c.why.end(),
-                                     [](const auto& a, const auto& b) { return a.second < b.second; });
+      auto mostly = std::max_element(c.why.begin(), c.why.end(), [](const auto& a, const auto& b) {
+        return a.second < b.second;
+      });
       out << fmt::format("{:<40} {:>10} {:>12}  {}\n", sorted[i].first,
                          rate(double(c.drops) / secs), rate(double(c.conns) / secs),
                          mostly == c.why.end() ? "" : mostly->first);

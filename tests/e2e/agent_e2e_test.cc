@@ -3,6 +3,8 @@
 // concurrent applies, rollback, and follow mode with a real controller.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <poll.h>
+#include <pty.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -699,6 +701,53 @@ TEST_F(AgentLab, AFloodedRingBufferCountsEveryLostEventAndTheAgentStaysResponsiv
   EXPECT_GE(published + lost, 200000u);
   EXPECT_LE(published + lost - 200000u, 100u) << "only a few TCP events besides";
   EXPECT_EQ(after->events.dropsRateLimited - before->events.dropsRateLimited, 0u);
+}
+
+TEST_F(AgentLab, TopRefreshesInPlaceAndQuitsOnQ) {
+  startAgent();
+  auto allowed = udpServer(server_.name(), 7001);
+  ASSERT_TRUE(allowed);
+  int master = -1;
+  pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string server = "unix://" + socket_;
+    execl(EW_EDGEWARD_BIN, EW_EDGEWARD_BIN, "top", "--server", server.c_str(), "--interval-ms",
+          "200", nullptr);
+    _exit(127);
+  }
+  Sender stream(client_.name(), {7001});
+  std::string screen;
+  auto readFor = [&](std::chrono::milliseconds d) {
+    const auto end = std::chrono::steady_clock::now() + d;
+    char buf[4096];
+    while (std::chrono::steady_clock::now() < end) {
+      pollfd p{master, POLLIN, 0};
+      if (::poll(&p, 1, 50) > 0) {
+        ssize_t n = ::read(master, buf, sizeof buf);
+        if (n <= 0) break;
+        screen.append(buf, static_cast<size_t>(n));
+      }
+    }
+  };
+  readFor(1500ms);
+  stream.finish();
+  EXPECT_NE(screen.find("edgeward top"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("allow-7001"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("\x1b[H"), std::string::npos) << "redraws in place";
+  // More than one frame, and the rule's rate shows (k/s or a plain number, not only 0).
+  EXPECT_GE(std::count(screen.begin(), screen.end(), '\x1b'), 3);
+  ASSERT_EQ(::write(master, "q", 1), 1);
+  int status = -1;
+  for (int i = 0; i < 40 && waitpid(pid, &status, WNOHANG) == 0; i++)
+    std::this_thread::sleep_for(50ms);
+  if (waitpid(pid, &status, WNOHANG) == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    ADD_FAILURE() << "top did not quit on q";
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ::close(master);
 }
 
 }  // namespace

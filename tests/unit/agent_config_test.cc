@@ -122,5 +122,65 @@ TEST(AgentConfig, WrongDocument) {
   EXPECT_EQ(m.error().str(), "/nonexistent/agent.yaml: No such file or directory");
 }
 
+TEST(AgentConfig, EventsAndMetrics) {
+  auto c = parseAgentConfig(R"(apiVersion: edgeward.io/v1
+kind: AgentConfig
+events:
+  drops: true
+  connections: false
+  dropSample: 10
+  dropsPerPeer: 0
+  dropBurst: 50
+  ringBytes: 1048576
+  flowmon: false
+  recent: 100
+  file: {path: /var/log/ew/events.jsonl, maxBytes: 1000000, keep: 2}
+metrics:
+  address: 0.0.0.0:9100
+)",
+                            "a.yaml");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_TRUE(c->events.drops);
+  EXPECT_FALSE(c->events.connections);
+  EXPECT_EQ(c->events.dropSample, 10u);
+  EXPECT_EQ(c->events.dropsPerPeer, 0u);
+  EXPECT_EQ(c->events.dropBurst, 50u);
+  EXPECT_EQ(c->events.ringBytes, 1048576u);
+  EXPECT_FALSE(c->events.flowmon);
+  EXPECT_EQ(c->events.recent, 100u);
+  ASSERT_TRUE(c->events.file);
+  EXPECT_EQ(c->events.file->path, "/var/log/ew/events.jsonl");
+  EXPECT_EQ(c->events.file->maxBytes, 1000000u);
+  EXPECT_EQ(c->events.file->keep, 2u);
+  EXPECT_EQ(c->metricsAddress, "0.0.0.0:9100");
+
+  auto d = parseAgentConfig("apiVersion: edgeward.io/v1\nkind: AgentConfig\n", "a.yaml");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->metricsAddress, "127.0.0.1:9479");
+  EXPECT_TRUE(d->events.drops && d->events.connections && d->events.flowmon);
+  EXPECT_EQ(d->events.dropsPerPeer, 100u);
+  EXPECT_FALSE(d->events.file);
+
+  auto off = parseAgentConfig(
+      "apiVersion: edgeward.io/v1\nkind: AgentConfig\nmetrics: {address: off}\n", "a.yaml");
+  ASSERT_TRUE(off) << off.error().str();
+  EXPECT_EQ(off->metricsAddress, "");
+}
+
+TEST(AgentConfig, EventErrorsNameTheField) {
+  EXPECT_EQ(errorOf("events:\n  ringBytes: 5000\n"),
+            "a.yaml:4: events.ringBytes: must be a power of two");
+  EXPECT_EQ(errorOf("events:\n  drops: yes\n"),
+            "a.yaml:4: events.drops: \"yes\" is not true or false");
+  EXPECT_EQ(errorOf("events:\n  dropSample: 0\n"),
+            "a.yaml:4: events.dropSample: \"0\" is not a number in 1-1048576");
+  EXPECT_EQ(errorOf("events:\n  file: {path: rel.jsonl}\n"),
+            "a.yaml:4: events.file.path: must be an absolute path");
+  EXPECT_EQ(errorOf("metrics:\n  address: 9479\n").find("a.yaml:4: metrics.address:"), 0u)
+      << errorOf("metrics:\n  address: 9479\n");
+  EXPECT_EQ(errorOf("events:\n  dropz: 1\n"),
+            "a.yaml:4: events.dropz: unknown field \"dropz\" (did you mean \"drops\"?)");
+}
+
 }  // namespace
 }  // namespace edgeward::agent

@@ -1,0 +1,162 @@
+// The event pipeline in user space: bus fan-out and loss accounting, filters, the recent ring,
+// JSON, and the file sink's rotation.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "pipeline/event_bus.h"
+#include "pipeline/file_sink.h"
+
+namespace edgeward::pipeline {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+Event drop(uint16_t dport, uint8_t lastOctet = 1) {
+  Event e{};
+  e.kind = EW_EV_DROP;
+  e.version = EW_EVENT_VERSION;
+  e.size = sizeof(Event);
+  e.family = 4;
+  e.proto = 17;
+  e.saddr[0] = 10;
+  e.saddr[3] = lastOctet;
+  e.daddr[0] = 10;
+  e.daddr[3] = 2;
+  e.sport = 5000;
+  e.dport = dport;
+  e.rule = 0xffffffffu;
+  e.reason = 5;  // default-deny
+  return e;
+}
+
+TEST(EventBus, EverySubscriberGetsEveryEventInOrder) {
+  EventBus bus;
+  auto a = bus.subscribe("a", 100), b = bus.subscribe("b", 100);
+  std::vector<Event> batch;
+  for (uint16_t p = 1; p <= 50; p++) batch.push_back(drop(p));
+  bus.publish(batch);
+  for (auto& s : {a, b}) {
+    auto got = s->next(100, 10ms);
+    ASSERT_EQ(got.events.size(), 50u);
+    for (size_t i = 0; i < 50; i++) EXPECT_EQ(got.events[i].dport, i + 1);
+    EXPECT_EQ(got.lost, 0u);
+  }
+  EXPECT_EQ(bus.published(), 50u);
+}
+
+TEST(EventBus, ASlowSubscriberLosesCountedEventsAndOthersDoNot) {
+  EventBus bus;
+  auto slow = bus.subscribe("slow", 10), fast = bus.subscribe("fast", 1000);
+  std::vector<Event> batch(25, drop(7));
+  bus.publish(batch);
+  auto s = slow->next(100, 10ms);
+  EXPECT_EQ(s.events.size(), 10u);
+  EXPECT_EQ(s.lost, 15u);
+  EXPECT_EQ(slow->next(100, 1ms).lost, 0u) << "reported once";
+  EXPECT_EQ(fast->next(100, 10ms).events.size(), 25u);
+  EXPECT_EQ(bus.subscriberLost(), 15u);
+  bus.unsubscribe(slow);
+  EXPECT_EQ(bus.subscriberLost(), 15u) << "kept after the subscriber left";
+  EXPECT_EQ(bus.subscribers(), 1u);
+}
+
+TEST(EventBus, FiltersAndTheRecentRing) {
+  EventBus bus(5);
+  auto only80 = bus.subscribe("80", 100, [](const Event& e) { return e.dport == 80; });
+  std::vector<Event> batch;
+  for (uint16_t p : {80, 81, 80, 82, 83, 84, 80}) batch.push_back(drop(p));
+  bus.publish(batch);
+  EXPECT_EQ(only80->next(100, 10ms).events.size(), 3u);
+  auto recent = bus.recent(10);
+  ASSERT_EQ(recent.size(), 5u) << "the ring keeps 5: 80 82 83 84 80";
+  EXPECT_EQ(recent[0].dport, 80);
+  EXPECT_EQ(recent[1].dport, 82);
+  EXPECT_EQ(recent[4].dport, 80);
+  auto recent80 = bus.recent(10, [](const Event& e) { return e.dport == 80; });
+  EXPECT_EQ(recent80.size(), 2u);
+  EXPECT_EQ(bus.recent(2).size(), 2u);
+  EXPECT_EQ(bus.recent(2)[0].dport, 84) << "the newest n, oldest first";
+}
+
+TEST(EventBus, CloseWakesWaitingSubscribers) {
+  EventBus bus;
+  auto s = bus.subscribe("s", 10);
+  std::thread t([&] {
+    std::this_thread::sleep_for(50ms);
+    bus.close();
+  });
+  auto b = s->next(10, 5s);
+  t.join();
+  EXPECT_TRUE(b.closed);
+}
+
+TEST(EventJson, NamesAndFields) {
+  Event e = drop(53);
+  e.rule = 3;
+  EventNames n;
+  n.rule = [](uint32_t r) { return r == 3 ? std::string("no-dns") : std::string(); };
+  n.peerIdentity = [](const Event&) { return std::string("lab \"west\""); };
+  auto j = nlohmann::json::parse(toJson(e, &n));
+  EXPECT_EQ(j["kind"], "drop");
+  EXPECT_EQ(j["verdict"], "drop");
+  EXPECT_EQ(j["src"], "10.0.0.1");
+  EXPECT_EQ(j["dst"], "10.0.0.2");
+  EXPECT_EQ(j["proto"], "udp");
+  EXPECT_EQ(j["dport"], 53);
+  EXPECT_EQ(j["rule"], "no-dns");
+  EXPECT_EQ(j["rule_id"], 3);
+  EXPECT_EQ(j["identity"], "lab \"west\"") << "escaped";
+  EXPECT_EQ(j["reason"], "default-deny");
+}
+
+TEST(JsonFileSink, WritesEveryEventAndRotatesBySize) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("ew-sink-{}", ::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  EventBus bus;
+  {
+    auto sink = JsonFileSink::start(bus, {(dir / "ev.jsonl").string(), 4096, 2});
+    ASSERT_TRUE(sink) << sink.error().str();
+    std::vector<Event> batch;
+    for (uint16_t p = 1; p <= 200; p++) batch.push_back(drop(p));
+    bus.publish(batch);
+    for (int i = 0; i < 100 && (*sink)->written() < 200; i++) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ((*sink)->written(), 200u);
+    EXPECT_GT((*sink)->rotations(), 2u);
+    EXPECT_EQ((*sink)->lost(), 0u);
+  }
+  // Current + 2 kept; each below the limit; the newest lines are in the current file.
+  EXPECT_TRUE(fs::exists(dir / "ev.jsonl"));
+  EXPECT_TRUE(fs::exists(dir / "ev.jsonl.1"));
+  EXPECT_TRUE(fs::exists(dir / "ev.jsonl.2"));
+  EXPECT_FALSE(fs::exists(dir / "ev.jsonl.3"));
+  for (auto f : {"ev.jsonl", "ev.jsonl.1", "ev.jsonl.2"}) EXPECT_LE(fs::file_size(dir / f), 4096u);
+  std::ifstream in(dir / "ev.jsonl");
+  std::string line, lastLine;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);  // every line is one JSON object
+    EXPECT_EQ(j["kind"], "drop");
+    lastLine = line;
+  }
+  EXPECT_EQ(nlohmann::json::parse(lastLine)["dport"], 200);
+  fs::remove_all(dir);
+}
+
+TEST(JsonFileSink, BadOptionsAreOneClearError) {
+  EventBus bus;
+  auto r = JsonFileSink::start(bus, {"/nonexistent-dir/ev.jsonl"});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().str().find("/nonexistent-dir/ev.jsonl"), std::string::npos);
+  auto small = JsonFileSink::start(bus, {"/tmp/x.jsonl", 10});
+  ASSERT_FALSE(small);
+  EXPECT_NE(small.error().str().find("maxBytes"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace edgeward::pipeline
