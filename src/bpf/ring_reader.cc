@@ -93,6 +93,16 @@ Result<int> RingReader::consume() {
   return total;
 }
 
+Result<int> RingReader::consumeBatch() {
+  if (rings_.empty()) return fail("consuming a ring reader with no ring buffer");
+  int total = 0;
+  for (auto& r : rings_) {
+    EW_TRY(n, take(*r));
+    total += *n;
+  }
+  return total;
+}
+
 int RingReader::epollFd() const { return epoll_.get(); }
 
 }  // namespace edgeward::bpf

@@ -36,6 +36,10 @@ class RingReader {
   Result<int> poll(int timeoutMs);
   // Consumes everything available without waiting.
   Result<int> consume();
+  // Consumes up to maxPerRing records of every ring without waiting, and without a system
+  // call (poll() makes one, epoll_wait, even with a zero timeout): for a reader that expects
+  // records to be waiting.
+  Result<int> consumeBatch();
   // The epoll fd, readable when a ring has data (for an outer event loop).
   int epollFd() const;
 

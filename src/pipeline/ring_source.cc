@@ -41,8 +41,11 @@ void RingSource::run() {
   using Clock = std::chrono::steady_clock;
   auto lastRefresh = Clock::now();
   auto lastWake = Clock::time_point{};
+  bool busy = false;
   while (!stop_.load(std::memory_order_relaxed)) {
-    auto n = reader_.poll(100);
+    // Busy: records are expected, so look without a system call first; wait only if none.
+    Result<int> n = busy ? reader_.consumeBatch() : Result<int>(0);
+    if (n && *n == 0) n = reader_.poll(100);
     if (!n) {
       // A ring that cannot be read is a bug or a gone map: stop rather than spin.
       break;
@@ -59,12 +62,17 @@ void RingSource::run() {
       clock_.refresh();
       lastRefresh = now;
     }
-    if (*n == 0) continue;
-    // Busy (woken again soon after the last wake-up) but not behind: let records gather
-    // rather than wake for every few. The kernel sends no wake-up while we lag behind.
+    if (*n == 0) {
+      busy = false;
+      continue;
+    }
+    // Behind (a full batch: more is waiting): read on at once. Busy (woken again soon after
+    // the last wake-up): let records gather rather than wake for every few; the kernel sends
+    // no wake-up while we lag behind.
     const bool behind = static_cast<size_t>(*n) >= opts_.maxBatchPerRing;
-    if (opts_.coalesce.count() > 0 && !behind && now - lastWake < 2 * opts_.coalesce)
-      std::this_thread::sleep_until(now + opts_.coalesce);
+    const bool soon = opts_.coalesce.count() > 0 && now - lastWake < 2 * opts_.coalesce;
+    busy = behind || soon;
+    if (soon && !behind) std::this_thread::sleep_until(now + opts_.coalesce);
     lastWake = now;
   }
 }
