@@ -32,7 +32,7 @@ class RingSource {
     // one wake-up (of this thread and of every subscriber) carries many records. The first
     // record after a quiet spell is read at once; a full batch (more waiting) never waits.
     // Costs up to `coalesce` of latency under load; 0 reads on every wake-up.
-    std::chrono::microseconds coalesce{500};
+    std::chrono::microseconds coalesce{1000};
   };
   static Result<std::unique_ptr<RingSource>> start(EventBus& bus, const std::vector<Ring>& rings,
                                                    Options opts);
