@@ -76,14 +76,14 @@ namespace {
 struct Args {
   double seconds = 3;
   int rounds = 5;
-  double rate = 100'000;                                // the paced rate of every path, events/s
-  uint32_t burst = 10;                                  // events per pacing tick
+  double rate = 100'000;  // the paced rate of every path, events/s
+  uint32_t burst = 10;    // events per pacing tick
   // More paced runs of the firewall path (rate, burst): evenly spaced single events, and 1M/s
   // (bursts of 20000: one BPF_PROG_TEST_RUN call each, ~5 ms, every 20 ms).
   std::vector<std::pair<double, uint32_t>> extraRates = {{100'000, 1}, {1'000'000, 20'000}};
-  uint32_t ringBytes = 1u << 22;                        // the firewall's default ring size
-  size_t queue = 1u << 16;                              // the subscriber's queue
-  pl::RingSource::Options source;                       // --coalesce-us, --max-batch
+  uint32_t ringBytes = 1u << 22;   // the firewall's default ring size
+  size_t queue = 1u << 16;         // the subscriber's queue
+  pl::RingSource::Options source;  // --coalesce-us, --max-batch
   std::vector<std::string> paths = {"firewall", "firewall-eager", "ringbuf",
                                     "perf",     "reader",         "user"};
   std::string out = "bench/results/events.md";
