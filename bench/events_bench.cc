@@ -599,6 +599,18 @@ Sample measure(Path& p, const Mode& m, const Args& a) {
     subscriber = std::make_unique<Subscriber>(sub, d);
   }
   p.start(bus, d);
+  // Stops the path's threads (which write to d) on every way out, errors included.
+  struct Stopper {
+    Path& p;
+    bool armed = true;
+    ~Stopper() {
+      if (!armed) return;
+      try {
+        p.stop();
+      } catch (...) {
+      }
+    }
+  } stopper{p};
   std::vector<pid_t> agent = p.agentThreads();
   if (subscriber) agent.push_back(subscriber->tid());
   auto cpu = [&] {
@@ -625,11 +637,8 @@ Sample measure(Path& p, const Mode& m, const Args& a) {
   });
   producer.join();
   const uint64_t t1 = clockNs(CLOCK_MONOTONIC);
-  if (failed || eb::g_stop) {
-    p.stop();
-    if (failed) std::rethrow_exception(failed);
-    throw eb::Stop();
-  }
+  if (failed) std::rethrow_exception(failed);
+  if (eb::g_stop) throw eb::Stop();
   const Offered o1 = p.offered();
   const uint64_t sent = o1.sent - o0.sent;
   // Drained: everything written was delivered or lost in the bus; or no progress for 1 s.
@@ -649,6 +658,7 @@ Sample measure(Path& p, const Mode& m, const Args& a) {
   const std::vector<double> cpu1 = cpu();
   const double onProducer = p.agentCpuOnProducerNs() - onProducer0;
   const uint64_t seenLost = p.consumerSeenLost() - seen0;
+  stopper.armed = false;
   p.stop();
   if (subscriber) subscriber->finish();
 
