@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Builds the benchmark targets in BUILD_DIR, runs the three benchmarks and prints their tables.
-# Results: bench/results/lookup.md, bench/results/drop.md and bench/results/apply.md. Needs root
-# (sudo is used if available). Extra arguments per benchmark: EW_BENCH_LOOKUP_ARGS,
-# EW_BENCH_DROP_ARGS, EW_BENCH_APPLY_ARGS, e.g.
+# Builds the benchmark targets in BUILD_DIR, runs the four benchmarks and prints their tables.
+# Results: bench/results/lookup.md, bench/results/drop.md, bench/results/apply.md and
+# bench/results/events.md. Needs root (sudo is used if available). Extra arguments per benchmark:
+# EW_BENCH_LOOKUP_ARGS, EW_BENCH_DROP_ARGS, EW_BENCH_APPLY_ARGS, EW_BENCH_EVENTS_ARGS, e.g.
 #   EW_BENCH_LOOKUP_ARGS="--cells 100000x10000 --rounds 3" bash bench/run.sh build
 # The drop benchmark creates the namespaces ewb-gen and ewb-fw; the apply benchmark creates
 # ewb-apply-<this script's pid> (nft rulesets are loaded only there) and /tmp files named after
 # it. They (with their veth pair, XDP links and nft tables) are removed when each benchmark ends,
-# and again here on any exit, even on failure.
+# and again here on any exit, even on failure. The events benchmark creates no interface, pin or
+# namespace (BPF_PROG_TEST_RUN only); its programs and maps go with its process.
 set -uo pipefail
 
 BUILD=${1:-build}
@@ -45,7 +46,8 @@ trap 'exit 130' INT TERM HUP
 if [ ! -f "$BUILD/build.ninja" ] && [ ! -f "$BUILD/Makefile" ]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
 fi
-cmake --build "$BUILD" --target ew_bench_lookup ew_bench_drop ew_bench_apply || exit 1
+cmake --build "$BUILD" --target ew_bench_lookup ew_bench_drop ew_bench_apply ew_bench_events ||
+  exit 1
 
 mkdir -p bench/results
 status=0
@@ -61,4 +63,9 @@ echo "== ew_bench_apply"
 # shellcheck disable=SC2086
 $SUDO "$BUILD/bench/ew_bench_apply" --netns "$APPLY_NS" --out bench/results/apply.md \
   ${EW_BENCH_APPLY_ARGS:-} || status=1
+echo
+echo "== ew_bench_events"
+# shellcheck disable=SC2086
+$SUDO "$BUILD/bench/ew_bench_events" --out bench/results/events.md ${EW_BENCH_EVENTS_ARGS:-} ||
+  status=1
 exit $status

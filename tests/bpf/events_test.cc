@@ -15,6 +15,8 @@
 #include "bpf/ring_reader.h"
 #include "dataplane/dataplane.h"
 #include "pipeline/event.h"
+#include "pipeline/event_bus.h"
+#include "pipeline/ring_source.h"
 #include "policy/compiler.h"
 #include "support/packet.h"
 #include "support/policy_builders.h"
@@ -231,6 +233,49 @@ TEST_F(FirewallEvents, RingSizeMustBeAPowerOfTwo) {
   auto fw = FirewallProgram::load(o);
   ASSERT_FALSE(fw);
   EXPECT_NE(fw.error().str().find("power of two"), std::string::npos) << fw.error().str();
+}
+
+TEST_F(FirewallEvents, AReaderTakesAtMostItsBatchPerPollConsumeTakesAll) {
+  load();
+  configure(EW_F_EV_DROP, 1, 0, 0);
+  bpf::RingReader small(100);
+  size_t got = 0;
+  ASSERT_TRUE(small.add(fw_->mapFd(bpf::FirewallMap::Events), [&](auto) { got++; }));
+  send(PacketSpec{}, 250);
+  auto n = small.poll(0);
+  ASSERT_TRUE(n) << n.error().str();
+  EXPECT_EQ(*n, 100);
+  n = small.poll(0);  // the ring stays readable while records wait
+  ASSERT_TRUE(n) << n.error().str();
+  EXPECT_EQ(*n, 100);
+  auto rest = small.consume();
+  ASSERT_TRUE(rest) << rest.error().str();
+  EXPECT_EQ(*rest, 50);
+  EXPECT_EQ(got, 250u);
+}
+
+TEST_F(FirewallEvents, RingSourcePublishesEveryEventToSubscribers) {
+  load();
+  configure(EW_F_EV_DROP, 1, 0, 0);
+  pipeline::EventBus bus;
+  auto sub = bus.subscribe("test", 100'000);
+  pipeline::RingSource::Options o;
+  o.maxBatchPerRing = 64;
+  auto src = pipeline::RingSource::start(
+      bus, {{pipeline::Source::Firewall, fw_->mapFd(bpf::FirewallMap::Events)}}, o);
+  ASSERT_TRUE(src) << src.error().str();
+  send(PacketSpec{}, 5000);
+  send(PacketSpec{}, 1);  // a lone record after the burst is not held back
+  size_t got = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (got < 5001 && std::chrono::steady_clock::now() < deadline) {
+    auto b = sub->next(100'000, std::chrono::milliseconds(100));
+    EXPECT_EQ(b.lost, 0u);
+    got += b.events.size();
+  }
+  EXPECT_EQ(got, 5001u);
+  EXPECT_EQ((*src)->received(pipeline::Source::Firewall), 5001u);
+  EXPECT_EQ((*src)->malformed(), 0u);
 }
 
 // ---------------------------------------------------------------------------------------------
