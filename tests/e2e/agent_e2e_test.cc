@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -645,6 +646,20 @@ TEST_F(AgentLab, MetricsEndpointPassesPromtoolAndAgreesWithStatus) {
     EXPECT_NE(text.find(name), std::string::npos) << name;
   const std::string check = fmt::format("promtool check metrics < {} 2>&1", scrape.string());
   EXPECT_EQ(std::system(check.c_str()), 0);
+
+  // Every metric the Grafana dashboard queries exists on the endpoint.
+  std::ifstream dash(std::string(EW_SOURCE_DIR) + "/deploy/grafana/edgeward.json");
+  std::string board((std::istreambuf_iterator<char>(dash)), {});
+  ASSERT_FALSE(board.empty());
+  std::regex name(R"(\b((?:edgeward|process)_[a-z_]+))");
+  std::set<std::string> names;
+  for (std::sregex_iterator it(board.begin(), board.end(), name), end; it != end; ++it)
+    names.insert((*it)[1]);
+  EXPECT_GT(names.size(), 10u);
+  for (std::string n : names) {
+    if (n.ends_with("_bucket")) n.resize(n.size() - 7);
+    EXPECT_NE(text.find("# TYPE " + n + " "), std::string::npos) << "the dashboard queries " << n;
+  }
 }
 
 TEST_F(AgentLab, AFloodedRingBufferCountsEveryLostEventAndTheAgentStaysResponsive) {
