@@ -34,6 +34,7 @@ bpf::FirewallOptions optionsOf(const AgentConfig& cfg) {
   o.capPortEntries = cfg.capacity.portEntries;
   o.capRules = cfg.capacity.rules;
   o.conntrackEntries = cfg.capacity.conntrack;
+  o.eventRingBytes = cfg.events.ringBytes;
   o.pinDir = cfg.bpffs;
   return o;
 }

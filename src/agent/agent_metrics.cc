@@ -246,9 +246,9 @@ Result<std::string> Agent::metricsText() {
   add(family(out, "edgeward_flowmon_up", "1 when TCP lifecycle monitoring runs.",
              MetricType::Gauge),
       fms ? 1 : 0);
-  auto& up = family(out, "edgeward_upstream_connected",
-                    "1 while connected to the upstream controller (follow mode only).",
-                    MetricType::Gauge);
+  auto& up =
+      family(out, "edgeward_upstream_connected",
+             "1 while connected to the upstream controller (follow mode only).", MetricType::Gauge);
   if (cfg_.upstream)
     add(up, st->upstream.starts_with("connected") ? 1 : 0, {{"address", cfg_.upstream->address}});
   add(family(out, "edgeward_agent_start_time_seconds", "When the agent started (unix time).",

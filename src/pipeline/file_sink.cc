@@ -27,9 +27,11 @@ JsonFileSink::~JsonFileSink() {
 }
 
 Result<void> JsonFileSink::open() {
+  std::error_code ec;
+  if (auto parent = fs::path(opts_.path).parent_path(); !parent.empty())
+    fs::create_directories(parent, ec);  // a failure shows as fopen's error below
   file_ = std::fopen(opts_.path.c_str(), "a");
   if (!file_) return failErrno(fmt::format("opening event file {}", opts_.path));
-  std::error_code ec;
   size_ = fs::file_size(opts_.path, ec);
   if (ec) size_ = 0;
   return {};

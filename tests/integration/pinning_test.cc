@@ -31,6 +31,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "bpf/firewall_program.h"
 #include "common/netns.h"
@@ -153,6 +154,22 @@ Result<std::unique_ptr<Lab>> makeLab() {
 
 constexpr std::chrono::milliseconds kReply = 2s, kDropped = 300ms;
 
+// Frames a veth dropped on transmit because its peer's queue was full (the kernel counts them
+// as the sender's tx_dropped): lost before any program saw them, as on a real link under load.
+uint64_t txDropped(const std::string& ns, const std::string& dev) {
+  auto r = testing::runShell(fmt::format("ip -n {} -j -s link show dev {}", ns, dev));
+  if (r.code != 0) {
+    ADD_FAILURE() << r.out;
+    return 0;
+  }
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  if (j.is_discarded() || !j.is_array() || j.empty()) {
+    ADD_FAILURE() << "unexpected ip -j output: " << r.out;
+    return 0;
+  }
+  return j[0]["stats64"]["tx"]["dropped"].template get<uint64_t>();
+}
+
 // Allowed and denied UDP streams from the client, paced 16 datagrams per millisecond, in bursts
 // of kBurst (each burst waits for its echoes), until stopped: they surround whatever the test
 // does meanwhile, however long it takes.
@@ -163,6 +180,8 @@ class Streams {
   explicit Streams(const Lab& lab)
       : lab_(lab),
         before_(lab.serverEcho->udpReceived()),
+        queueDropsBefore_(txDropped(lab.client.name(), lab.clientIf)),
+        replyQueueDropsBefore_(txDropped(lab.server.name(), lab.serverIf)),
         started_(std::chrono::steady_clock::now()) {
     allowed_ = std::thread([this] { run(kDns, 3s, allowedSent_, allowedReplies_, allowedError_); });
     denied_ =
@@ -179,10 +198,24 @@ class Streams {
     EXPECT_TRUE(allowedError_.empty()) << allowedError_;
     EXPECT_TRUE(deniedError_.empty()) << deniedError_;
     EXPECT_GT(allowedSent_, 0);
-    EXPECT_EQ(allowedReplies_, allowedSent_) << "allowed datagrams lost";
     EXPECT_EQ(deniedReplies_, 0) << "denied datagrams answered";
-    EXPECT_EQ(lab_.serverEcho->udpReceived() - before_, static_cast<uint64_t>(allowedSent_))
-        << "the server must receive exactly the allowed stream";
+    // Every allowed datagram reached the server, except those the veth itself dropped before
+    // the program ran (its peer's queue full: seen when the machine is saturated). Those are
+    // counted by the kernel, so the loss must be fully accounted for by them; no allowed
+    // datagram may be lost to the program swap.
+    const uint64_t received = lab_.serverEcho->udpReceived() - before_;
+    const uint64_t queueDrops = txDropped(lab_.client.name(), lab_.clientIf) - queueDropsBefore_;
+    const uint64_t missing = static_cast<uint64_t>(allowedSent_) - received;
+    EXPECT_LE(received, static_cast<uint64_t>(allowedSent_)) << "denied datagrams arrived";
+    EXPECT_LE(missing, queueDrops)
+        << missing << " allowed datagrams lost, " << queueDrops << " dropped by the veth queue";
+    const uint64_t replyQueueDrops =
+        txDropped(lab_.server.name(), lab_.serverIf) - replyQueueDropsBefore_;
+    EXPECT_LE(received - static_cast<uint64_t>(allowedReplies_), replyQueueDrops)
+        << "replies lost beyond what the veth queue dropped";
+    if (queueDrops || replyQueueDrops)
+      fmt::print(stderr, "note: the veth dropped {} + {} frames on full queues (machine busy)\n",
+                 queueDrops, replyQueueDrops);
     EXPECT_LT(started_, lastChange) << "the streams started after the change: not covered";
   }
   int allowedSent() const { return allowedSent_; }
@@ -209,6 +242,7 @@ class Streams {
 
   const Lab& lab_;
   const uint64_t before_;
+  const uint64_t queueDropsBefore_, replyQueueDropsBefore_;
   const std::chrono::steady_clock::time_point started_;
   std::atomic<bool> stop_{false};
   std::thread allowed_, denied_;

@@ -182,5 +182,12 @@ TEST(AgentConfig, EventErrorsNameTheField) {
             "a.yaml:4: events.dropz: unknown field \"dropz\" (did you mean \"drops\"?)");
 }
 
+TEST(AgentConfig, TheExamplesParse) {
+  for (const char* f : {"/examples/agent.yaml", "/examples/agent-local.yaml"}) {
+    auto c = loadAgentConfig(std::string(EW_SOURCE_DIR) + f);
+    EXPECT_TRUE(c) << f << ": " << c.error().str();
+  }
+}
+
 }  // namespace
 }  // namespace edgeward::agent
