@@ -364,6 +364,16 @@ int run(const Args& a) {
          must(dp.setFlags(EW_F_CONNTRACK, 0), "conntrack on");
        },
        [&] { return firewallDrops(*fw); }, true},
+      {"edgeward, drop events off",
+       [&] {
+         must(dp.setFlags(0, EW_F_EV_DROP), "drop events off");
+         attachXdp(fw->progFd(Hook::XdpIngress));
+       },
+       [&] {
+         link.reset();
+         must(dp.setFlags(EW_F_EV_DROP, 0), "drop events on");
+       },
+       [&] { return firewallDrops(*fw); }, true},
       {"nftables, source-only sets (looser policy)", [&] { nftLoad(fileSaddr, 1); }, nftDrop,
        nftDrops, true},
       {"nftables, one rule: drop all (skb-path floor)", [&] { nftLoad(fileFloor, 2); }, nftDrop,
