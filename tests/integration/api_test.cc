@@ -2,6 +2,7 @@
 // in-memory AgentControl. Certificates are made with the openssl CLI in a temporary directory.
 // Needs no root: nothing here touches the kernel.
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -24,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/grpc_client.h"
+#include "api/http_server.h"
 #include "api/grpc_server.h"
 #include "common/unique_fd.h"
 #include "edgeward/v1/agent.grpc.pb.h"
@@ -867,6 +869,80 @@ TEST_F(CliTest, WatchPrintsJsonLinesUntilInterrupted) {
   EXPECT_EQ(j["kind"], "policy-applied");
   EXPECT_EQ(j["version"]["version"], 1);
   EXPECT_EQ(j["message"], "applied by admin-alice");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HTTP listener (metrics, functions): mutual TLS and the caller's identity.
+
+class HttpTest : public ApiTest {
+ protected:
+  static HttpResponse echo(const HttpRequest& r) {
+    return {200, "text/plain",
+            r.identity + "|" + (r.captures.empty() ? "" : r.captures[0]) + "|" + r.body};
+  }
+  std::unique_ptr<httplib::SSLClient> tlsClient(int port, const std::string& leaf) {
+    std::unique_ptr<httplib::SSLClient> c;
+    if (leaf.empty())
+      c = std::make_unique<httplib::SSLClient>("127.0.0.1", port);
+    else
+      c = std::make_unique<httplib::SSLClient>("127.0.0.1", port, gPki->file(leaf + ".crt"),
+                                               gPki->file(leaf + ".key"));
+    c->set_ca_cert_path(gPki->file("ca.crt").c_str());
+    c->enable_server_certificate_verification(true);
+    c->set_connection_timeout(3);
+    return c;
+  }
+};
+
+TEST_F(HttpTest, MutualTlsGivesHandlersTheCallersIdentity) {
+  HttpServer http(
+      HttpTls{gPki->file("server.crt"), gPki->file("server.key"), gPki->file("ca.crt")});
+  http.post(R"(/v1/functions/([a-z0-9-]+))", echo);
+  ASSERT_TRUE(http.start("127.0.0.1:0"));
+  ASSERT_GT(http.port(), 0);
+
+  auto admin = tlsClient(http.port(), "admin")->Post("/v1/functions/resize", "abc", "text/plain");
+  ASSERT_TRUE(admin) << httplib::to_string(admin.error());
+  EXPECT_EQ(admin->status, 200);
+  EXPECT_EQ(admin->body, "admin-alice|resize|abc");
+  auto viewer = tlsClient(http.port(), "viewer")->Post("/v1/functions/x", "", "text/plain");
+  ASSERT_TRUE(viewer);
+  EXPECT_EQ(viewer->body, std::string(kViewerUri) + "|x|") << "URI SAN before CN";
+
+  EXPECT_FALSE(tlsClient(http.port(), "")->Post("/v1/functions/x", "", "text/plain"))
+      << "no client certificate";
+  EXPECT_FALSE(tlsClient(http.port(), "foreign")->Post("/v1/functions/x", "", "text/plain"))
+      << "another CA";
+  EXPECT_FALSE(tlsClient(http.port(), "expired")->Post("/v1/functions/x", "", "text/plain"))
+      << "expired";
+  auto missing = tlsClient(http.port(), "admin")->Post("/v1/other", "", "text/plain");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+}
+
+TEST_F(HttpTest, PlainHttpServesGetAndBadSetupIsOneError) {
+  HttpServer http;
+  http.get("/metrics", [] { return HttpResponse{200, "text/plain; version=0.0.4", "m 1\n"}; });
+  ASSERT_TRUE(http.start("127.0.0.1:0"));
+  httplib::Client c("127.0.0.1", http.port());
+  auto r = c.Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "m 1\n");
+
+  HttpServer taken;
+  auto busy = taken.start(fmt::format("127.0.0.1:{}", http.port()));
+  ASSERT_FALSE(busy);
+  EXPECT_NE(busy.error().str().find(fmt::format("cannot listen on 127.0.0.1:{}", http.port())),
+            std::string::npos)
+      << busy.error().str();
+  HttpServer bad;
+  auto noPort = bad.start("localhost");
+  ASSERT_FALSE(noPort);
+  EXPECT_NE(noPort.error().str().find("is not host:port"), std::string::npos);
+  HttpServer badTls(HttpTls{"/nonexistent/server.crt", gPki->file("server.key"), ""});
+  auto tls = badTls.start("127.0.0.1:0");
+  ASSERT_FALSE(tls);
+  EXPECT_NE(tls.error().str().find("/nonexistent/server.crt"), std::string::npos);
 }
 
 }  // namespace
