@@ -32,6 +32,8 @@ class Agent : public api::AgentControl {
   // AgentControl
   Result<api::ApplyResult> applyPolicy(const api::Caller& who,
                                        const api::ApplyRequest& req) override;
+  Result<api::ApplyResult> patchPolicy(const api::Caller& who,
+                                       const api::PatchRequest& req) override;
   Result<std::pair<api::VersionInfo, std::string>> getPolicy(std::optional<uint64_t> v) override;
   Result<policy::PolicyDiff> diffPolicy(const std::string& yaml,
                                         const std::string& source) override;
@@ -60,6 +62,9 @@ class Agent : public api::AgentControl {
   Result<api::ApplyResult> applyLocked(const std::string& yaml, const std::string& source,
                                        const std::string& author, const std::string& origin,
                                        std::optional<uint64_t> ifVersion, bool dryRun);
+  Result<api::ApplyResult> patchLocked(const api::Caller& who, const api::PatchRequest& req);
+  // After a failed patch: the active policy and image again, from the active text.
+  void restoreActive();
   void publish(api::WatchEvent ev);
   api::VersionInfo info(const StoredVersion& v) const;
 
@@ -74,6 +79,7 @@ class Agent : public api::AgentControl {
   std::optional<policy::Policy> active_;            // parsed active policy
   std::optional<policy::CompiledPolicy> compiled_;  // its image (hint for the next compile)
   std::optional<StoredVersion> activeVersion_;
+  std::string activeText_;           // the active version's exact text (what the store holds)
   std::string objectRecord() const;  // file naming the program build upgraded to
   bool attached_ = false;
   std::string upstreamState_;

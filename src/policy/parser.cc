@@ -171,8 +171,18 @@ class Parser : yaml::Reader {
       if (value.size() == 0)
         return error(value, idPath, "must list at least one address or prefix");
       std::map<Prefix, size_t> seen;  // prefix -> first index, for "listed twice"
+      if (spansKnown()) {
+        ListSource src;
+        src.begin = uint32_t(value.mark().pos);
+        src.column = uint32_t(value.mark().column);
+        src.flow = value.isFlow();
+        src.items.reserve(value.size());
+        id.source = std::move(src);
+      }
       for (size_t i = 0; i < value.size(); ++i) {
         const Node item = value[i];
+        if (id.source)
+          id.source->items.push_back({uint32_t(item.mark().pos), uint32_t(item.endPos())});
         std::string itemPath = index(idPath, i);
         if (!item.IsScalar())
           return error(item, itemPath,
@@ -186,6 +196,9 @@ class Parser : yaml::Reader {
                                    index(idPath, dup->second)));
         id.prefixes.push_back(*prefix);
       }
+      if (id.source)
+        id.source->end =
+            id.source->flow ? uint32_t(value.endPos()) : id.source->items.back().second;
       policy_.identities.push_back(std::move(id));
     }
     return {};
