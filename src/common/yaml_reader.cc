@@ -116,6 +116,8 @@ const std::string& Node::Scalar() const {
 }
 
 Mark Node::mark() const { return doc_ ? doc_->at(idx_).mark : Mark{}; }
+int Node::endPos() const { return doc_ ? doc_->at(idx_).end : -1; }
+bool Node::isFlow() const { return doc_ && doc_->at(idx_).flow; }
 
 size_t Node::size() const {
   if (!doc_) return 0;
@@ -235,7 +237,9 @@ Result<std::string> readFile(const std::string& path, size_t maxBytes) {
 }
 
 Result<Node> Reader::load() {
+  spansKnown_ = true;
   if (loadFast()) return doc_.root();
+  spansKnown_ = false;
   doc_.clear();
   return loadWithYamlCpp();
 }
@@ -280,11 +284,13 @@ bool Reader::loadFast() {
           ok = false;  // yaml-cpp names the undefined anchor
         else
           attach(it->second);  // the same node, as yaml-cpp shares it
+        spansKnown_ = false;
         break;
       }
       case YAML_SCALAR_EVENT: {
         Document::Data d;
         d.mark = mark;
+        d.end = int(ev.end_mark.index);
         d.scalar.assign(reinterpret_cast<const char*>(ev.data.scalar.value), ev.data.scalar.length);
         // yaml-cpp: an untagged plain "", "~", "null", "Null" or "NULL" is a null node.
         d.type = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !ev.data.scalar.tag &&
@@ -303,6 +309,8 @@ bool Reader::loadFast() {
         d.mark = mark;
         const bool seq = ev.type == YAML_SEQUENCE_START_EVENT;
         d.type = seq ? NodeType::Sequence : NodeType::Map;
+        d.flow = seq ? ev.data.sequence_start.style == YAML_FLOW_SEQUENCE_STYLE
+                     : ev.data.mapping_start.style == YAML_FLOW_MAPPING_STYLE;
         uint32_t idx = doc_.add(std::move(d));
         anchor(seq ? ev.data.sequence_start.anchor : ev.data.mapping_start.anchor, idx);
         attach(idx);
@@ -312,7 +320,10 @@ bool Reader::loadFast() {
       }
       case YAML_SEQUENCE_END_EVENT:
       case YAML_MAPPING_END_EVENT:
-        if (!open.empty()) open.pop_back();
+        if (!open.empty()) {
+          doc_.mut(open.back()).end = int(ev.end_mark.index);
+          open.pop_back();
+        }
         break;
       default:
         break;

@@ -44,6 +44,10 @@ class Node {
   bool IsMap() const { return Type() == NodeType::Map; }
   const std::string& Scalar() const;
   yaml::Mark mark() const;
+  // Byte offset just past the node in the text, and whether it is a flow collection ("[a, b]");
+  // -1 / false when not known (a text read by yaml-cpp).
+  int endPos() const;
+  bool isFlow() const;
   // Items of a sequence, or entries of a map.
   size_t size() const;
   Node operator[](size_t i) const;  // item i of a sequence
@@ -97,6 +101,8 @@ class Document {
   struct Data {
     NodeType::value type = NodeType::Null;
     yaml::Mark mark;
+    int end = -1;  // byte offset past the node, when known
+    bool flow = false;
     std::string scalar;
     std::vector<uint32_t> kids;  // sequence items; map keys and values alternating
   };
@@ -189,6 +195,9 @@ class Reader {
   // The document's root node, or a syntax error with its line. Never throws.
   Result<Node> load();
   const std::string& source() const { return source_; }
+  // Whether mark().pos and endPos() of every node locate it in the text, each node in one
+  // place: read by libyaml, and no alias shares a node.
+  bool spansKnown() const { return spansKnown_; }
 
   // 1-based line of a node (for empty values: the line of their "key:" or "-").
   int line(const Node& n);
@@ -216,6 +225,7 @@ class Reader {
   std::string_view what_;
   std::vector<std::string_view> lines_;  // text_ split at '\n', built on first use
   Document doc_;
+  bool spansKnown_ = false;
 };
 
 }  // namespace edgeward::yaml
