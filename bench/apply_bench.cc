@@ -1002,18 +1002,18 @@ int run(const Args& a) {
           kTargetFullRatio, ratio, med(r.s.total), med(r.s.nft),
           ratio <= kTargetFullRatio ? "met" : "missed");
     }
+  auto met = [](double v) { return v <= kTargetChangeMs ? "met" : "missed"; };
   if (changeMs)
     md += fmt::format(
         "- 10-prefix change ≤ {:.0f} ms: full path {} ms (**{}**); map write + switch alone {} ms "
         "({}).\n",
-        kTargetChangeMs, ms(*changeMs), *changeMs <= kTargetChangeMs ? "met" : "missed",
-        ms(*changeWriteSwitchMs), *changeWriteSwitchMs <= kTargetChangeMs ? "within" : "over");
+        kTargetChangeMs, ms(*changeMs), met(*changeMs), ms(*changeWriteSwitchMs),
+        *changeWriteSwitchMs <= kTargetChangeMs ? "within" : "over");
   if (patchMs)
     md += fmt::format(
         "- 10-prefix change ≤ {:.0f} ms as a patch (PatchPolicy's path): {} ms to the switch "
         "(**{}**), {} ms with the store commit (**{}**).\n",
-        kTargetChangeMs, ms(*patchMs), *patchMs <= kTargetChangeMs ? "met" : "missed",
-        ms(*patchStoreMs), *patchStoreMs <= kTargetChangeMs ? "met" : "missed");
+        kTargetChangeMs, ms(*patchMs), met(*patchMs), ms(*patchStoreMs), met(*patchStoreMs));
   {
     double worst = 0;
     for (const auto& r : full) worst = std::max(worst, eb::maxOf(r.s.sw));
