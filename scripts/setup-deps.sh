@@ -9,7 +9,7 @@ PACKAGES=(
   # eBPF: clang for -target bpf, bpftool for skeletons and vmlinux.h
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   # libraries
-  libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libpcap-dev
+  libyaml-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libpcap-dev
   # agent API: gRPC with mutual TLS; openssl makes the test CAs and certificates
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libssl-dev openssl
   # observability: Prometheus client, the HTTP listener, promtool to check the metrics

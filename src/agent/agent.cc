@@ -8,6 +8,7 @@
 #include "common/yaml_reader.h"
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
+#include "policy/patch.h"
 #include "dataplane/selftest.h"
 
 namespace edgeward::agent {
@@ -140,6 +141,7 @@ Result<void> Agent::init() {
     active_ = std::move(*parsed);
     compiled_ = std::move(*compiled);
     activeVersion_ = current;
+    activeText_ = std::move(yaml);
   }
   EW_TRY(events, startEvents());
   EW_TRY(attached, attachAll());
@@ -208,6 +210,7 @@ Result<api::ApplyResult> Agent::applyLocked(const std::string& yaml, const std::
   active_ = std::move(*parsed);
   compiled_ = std::move(*compiled);
   activeVersion_ = *committed;
+  activeText_ = yaml;
   refreshNames();
   res.version = info(*committed);
   res.changed = true;
@@ -234,6 +237,94 @@ Result<api::ApplyResult> Agent::applyPolicy(const api::Caller& who, const api::A
                          r->applyMs),
              nowMs()});
   return r;
+}
+
+Result<api::ApplyResult> Agent::patchPolicy(const api::Caller& who, const api::PatchRequest& req) {
+  if (who.role != api::Role::Admin)
+    return fail(ErrorCode::PermissionDenied, who.identity + " may not patch policies");
+  Result<api::ApplyResult> r;
+  {
+    std::lock_guard lock(mu_);
+    r = patchLocked(who, req);
+  }
+  if (!r || r->changed) recordApply(r ? r->applyMs / 1000 : 0, r.has_value());
+  if (r && r->changed)
+    publish({api::WatchEvent::Kind::PolicyApplied, r->version,
+             fmt::format("version {} patched by {} in {:.1f} ms", r->version.version, who.identity,
+                         r->applyMs),
+             nowMs()});
+  return r;
+}
+
+// The patch transaction: validate, edit the policy and its text in memory, recompile the
+// touched buckets, write the inactive generation, switch, record the version. Until the switch
+// only the in-memory policy and image changed; on any failure they are rebuilt from the text.
+Result<api::ApplyResult> Agent::patchLocked(const api::Caller& who, const api::PatchRequest& req) {
+  auto t0 = std::chrono::steady_clock::now();
+  uint64_t currentVersion = activeVersion_ ? activeVersion_->version : 0;
+  if (req.ifVersion && *req.ifVersion != currentVersion)
+    return fail(ErrorCode::Conflict,
+                fmt::format("version conflict: the active policy is version {}, not {}",
+                            currentVersion, *req.ifVersion));
+  if (!active_)
+    return fail(ErrorCode::NotFound, "no policy has been applied yet: apply one before patching");
+  if (!compiled_) {
+    EW_TRY(image, policy::compile(*active_, limitsOf(cfg_)));
+    compiled_ = std::move(*image);
+  }
+  EW_TRY(changes, policy::planPatch(*active_, req.identities));
+  api::ApplyResult res;
+  res.diff = policy::diffOf(*changes);
+  res.diff.defaultActionBefore = res.diff.defaultActionAfter =
+      std::string(policy::actionName(active_->defaultAction));
+  res.version = info(*activeVersion_);
+  if (req.dryRun) return res;
+
+  std::string text = policy::applyPatch(*active_, activeText_, *changes);
+  auto compiled = policy::compileChange(*active_, std::move(*compiled_), *changes, limitsOf(cfg_));
+  if (!compiled) {
+    restoreActive();
+    return std::unexpected(invalid(compiled.error()));
+  }
+  uint64_t next = store_->nextVersion();
+  auto applied = dp_->apply(*compiled, next);
+  if (!applied) {
+    restoreActive();
+    return std::unexpected(applied.error());
+  }
+  auto committed = store_->commit(text, active_->name, who.identity, "patch");
+  if (!committed) {
+    auto reverted = dp_->revert();
+    restoreActive();
+    if (!reverted)
+      return std::unexpected(committed.error().context(fmt::format(
+          "recording the new version (and reverting failed: {})", reverted.error().str())));
+    return std::unexpected(committed.error().context("recording the new version"));
+  }
+  compiled_ = std::move(*compiled);
+  activeVersion_ = *committed;
+  activeText_ = std::move(text);
+  refreshNames();
+  res.version = info(*committed);
+  res.changed = true;
+  res.applyMs =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+void Agent::restoreActive() {
+  const std::string source = fmt::format("version {}", activeVersion_->version);
+  auto parsed = policy::parsePolicy(activeText_, source);
+  auto compiled =
+      parsed ? policy::compile(*parsed, limitsOf(cfg_)) : std::unexpected(parsed.error());
+  if (!parsed || !compiled) {
+    // The text was enforced before, so this does not happen; without an image the next change
+    // is a full apply.
+    compiled_.reset();
+    return;
+  }
+  active_ = std::move(*parsed);
+  compiled_ = std::move(*compiled);
 }
 
 Result<api::ApplyResult> Agent::applyUpstream(const std::string& yaml, const std::string& origin) {

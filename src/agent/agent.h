@@ -38,6 +38,8 @@ class Agent : public api::AgentControl {
   // AgentControl
   Result<api::ApplyResult> applyPolicy(const api::Caller& who,
                                        const api::ApplyRequest& req) override;
+  Result<api::ApplyResult> patchPolicy(const api::Caller& who,
+                                       const api::PatchRequest& req) override;
   Result<std::pair<api::VersionInfo, std::string>> getPolicy(std::optional<uint64_t> v) override;
   Result<policy::PolicyDiff> diffPolicy(const std::string& yaml,
                                         const std::string& source) override;
@@ -73,6 +75,9 @@ class Agent : public api::AgentControl {
   Result<api::ApplyResult> applyLocked(const std::string& yaml, const std::string& source,
                                        const std::string& author, const std::string& origin,
                                        std::optional<uint64_t> ifVersion, bool dryRun);
+  Result<api::ApplyResult> patchLocked(const api::Caller& who, const api::PatchRequest& req);
+  // After a failed patch: the active policy and image again, from the active text.
+  void restoreActive();
   void publish(api::WatchEvent ev);
   api::VersionInfo info(const StoredVersion& v) const;
 
@@ -80,12 +85,14 @@ class Agent : public api::AgentControl {
   class EventStreamImpl;
 
   // What events do not carry and the agent knows: rule names, identities, interfaces.
+  // A new table after each policy change; the identity index is built on first use, from the
+  // policy active then (no copy of a large policy on the apply path).
   struct EventNameTable {
     std::vector<std::string> rules;
-    std::shared_ptr<const policy::Policy> policy;
+    Agent* agent = nullptr;
     std::unordered_map<uint32_t, std::string> interfaces;
     mutable std::once_flag indexed;
-    mutable policy::IdentityIndex identities;  // built on first use
+    mutable policy::IdentityIndex identities;
     std::string identityOf(const pipeline::Event& e) const;
   };
   // Event pipeline (agent_events.cc).
@@ -106,6 +113,7 @@ class Agent : public api::AgentControl {
   std::optional<policy::Policy> active_;            // parsed active policy
   std::optional<policy::CompiledPolicy> compiled_;  // its image (hint for the next compile)
   std::optional<StoredVersion> activeVersion_;
+  std::string activeText_;           // the active version's exact text (what the store holds)
   std::string objectRecord() const;  // file naming the program build upgraded to
   bool attached_ = false;
   std::string upstreamState_;

@@ -8,8 +8,11 @@
 namespace edgeward::agent {
 
 std::string Agent::EventNameTable::identityOf(const pipeline::Event& e) const {
-  if (!policy) return {};
-  std::call_once(indexed, [&] { identities = policy::IdentityIndex(*policy); });
+  if (!agent) return {};
+  std::call_once(indexed, [&] {
+    std::lock_guard lock(agent->mu_);
+    if (agent->active_) identities = policy::IdentityIndex(*agent->active_);
+  });
   // The peer: the sender of ingress packets, the receiver of egress ones.
   const uint8_t* peer = e.direction == EW_DIR_EGRESS ? e.daddr : e.saddr;
   return identities.lookup(e.family, peer);
@@ -77,7 +80,7 @@ void Agent::refreshNames() {
   auto t = std::make_shared<EventNameTable>();
   if (compiled_)
     for (const auto& r : compiled_->rules) t->rules.push_back(r.name);
-  if (active_) t->policy = std::make_shared<const policy::Policy>(*active_);
+  t->agent = this;
   for (const auto& l : pm_->links())
     if (!l.ifname.empty())
       t->interfaces[static_cast<uint32_t>(l.ifindex)] =

@@ -33,24 +33,20 @@ class ConfigParser : Reader {
 
   Result<AgentConfig> run() {
     EW_TRY(root, load());
-    try {
-      return parse(*root);
-    } catch (const YAML::Exception& e) {
-      return failf("{}: unexpected YAML error: {}", source(), e.what());
-    }
+    return parse(*root);
   }
 
  private:
   template <typename T>
   using R = Result<T>;
 
-  R<std::string> nonEmpty(const YAML::Node& n, const std::string& path) {
+  R<std::string> nonEmpty(const Node& n, const std::string& path) {
     EW_TRY(s, text(n, path));
     if (s->empty()) return error(n, path, "must not be empty");
     return *s;
   }
 
-  R<uint32_t> number(const YAML::Node& n, const std::string& path, uint32_t min, uint32_t max) {
+  R<uint32_t> number(const Node& n, const std::string& path, uint32_t min, uint32_t max) {
     EW_TRY(s, text(n, path));
     uint64_t v = 0;
     auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
@@ -59,7 +55,7 @@ class ConfigParser : Reader {
     return static_cast<uint32_t>(v);
   }
 
-  R<std::string> address(const YAML::Node& n, const std::string& path) {
+  R<std::string> address(const Node& n, const std::string& path) {
     EW_TRY(s, nonEmpty(n, path));
     auto colon = s->rfind(':');
     uint64_t port = 0;
@@ -71,7 +67,7 @@ class ConfigParser : Reader {
     return *s;
   }
 
-  R<TlsFiles> tls(const Fields& f, const YAML::Node& map, const std::string& path, bool required) {
+  R<TlsFiles> tls(const Fields& f, const Node& map, const std::string& path, bool required) {
     TlsFiles t;
     for (auto [name, out] : {std::pair{"ca", &t.ca}, {"cert", &t.cert}, {"key", &t.key}}) {
       const Field* field = f.find(name);
@@ -89,7 +85,7 @@ class ConfigParser : Reader {
     return t;
   }
 
-  R<AgentConfig> parse(const YAML::Node& root) {
+  R<AgentConfig> parse(const Node& root) {
     if (root.IsNull())
       return failf(
           "{}:1: {}: the document is empty (expected apiVersion: edgeward.io/v1, kind: "
@@ -158,10 +154,10 @@ class ConfigParser : Reader {
     return std::move(cfg_);
   }
 
-  R<void> interfaces(const YAML::Node& n) {
-    EW_TRY(ok, expect(n, YAML::NodeType::Sequence, "interfaces", "a list"));
+  R<void> interfaces(const Node& n) {
+    EW_TRY(ok, expect(n, NodeType::Sequence, "interfaces", "a list"));
     for (size_t i = 0; i < n.size(); i++) {
-      const YAML::Node item = n[i];
+      const Node item = n[i];
       std::string path = index("interfaces", i);
       EW_TRY(f, fields(item, path, kInterface));
       InterfaceConfig ic;
@@ -193,7 +189,7 @@ class ConfigParser : Reader {
     return {};
   }
 
-  R<void> policy(const YAML::Node& n) {
+  R<void> policy(const Node& n) {
     EW_TRY(f, fields(n, "policy", kPolicy));
     if (const Field* file = f->find("file")) {
       EW_TRY(s, nonEmpty(file->value, "policy.file"));
@@ -206,7 +202,7 @@ class ConfigParser : Reader {
     return {};
   }
 
-  R<void> apiSection(const YAML::Node& n) {
+  R<void> apiSection(const Node& n) {
     EW_TRY(f, fields(n, "api", kApi));
     if (const Field* u = f->find("unixSocket")) {
       EW_TRY(s, nonEmpty(u->value, "api.unixSocket"));
@@ -214,7 +210,7 @@ class ConfigParser : Reader {
       cfg_.unixSocket = *s;
     }
     if (const Field* t = f->find("tcp")) {
-      const YAML::Node node = t->value;
+      const Node node = t->value;
       EW_TRY(tf, fields(node, "api.tcp", kTcp));
       TcpApiConfig tcp;
       EW_TRY(a, required(*tf, node, "api.tcp", "address"));
@@ -223,9 +219,9 @@ class ConfigParser : Reader {
       EW_TRY(files, tls(*tf, node, "api.tcp", true));
       tcp.tls = *files;
       EW_TRY(r, required(*tf, node, "api.tcp", "roles"));
-      EW_TRY(ok, expect(r->value, YAML::NodeType::Map, "api.tcp.roles", "a map"));
+      EW_TRY(ok, expect(r->value, NodeType::Map, "api.tcp.roles", "a map"));
       for (auto it = r->value.begin(); it != r->value.end(); ++it) {
-        const YAML::Node key = it->first, value = it->second;
+        const Node key = it->first, value = it->second;
         EW_TRY(who, nonEmpty(key, "api.tcp.roles"));
         std::string path = join("api.tcp.roles", *who);
         EW_TRY(role, text(value, path));
@@ -242,7 +238,7 @@ class ConfigParser : Reader {
     return {};
   }
 
-  R<void> upstream(const YAML::Node& n) {
+  R<void> upstream(const Node& n) {
     EW_TRY(f, fields(n, "upstream", kUpstream));
     UpstreamConfig up;
     EW_TRY(a, required(*f, n, "upstream", "address"));
@@ -261,14 +257,14 @@ class ConfigParser : Reader {
     return {};
   }
 
-  R<bool> boolean(const YAML::Node& n, const std::string& path) {
+  R<bool> boolean(const Node& n, const std::string& path) {
     EW_TRY(s, text(n, path));
     if (*s == "true") return true;
     if (*s == "false") return false;
     return error(n, path, fmt::format("{} is not true or false", quoted(*s)));
   }
 
-  R<void> events(const YAML::Node& n) {
+  R<void> events(const Node& n) {
     EW_TRY(f, fields(n, "events", kEvents));
     auto& e = cfg_.events;
     for (auto [name, out] :
@@ -296,7 +292,7 @@ class ConfigParser : Reader {
     if (const Field* r = f->find("ringBytes"); r && (e.ringBytes & (e.ringBytes - 1)))
       return error(r->value, "events.ringBytes", "must be a power of two");
     if (const Field* file = f->find("file")) {
-      const YAML::Node node = file->value;
+      const Node node = file->value;
       EW_TRY(ff, fields(node, "events.file", kEventFile));
       EventFileConfig fc;
       EW_TRY(p, required(*ff, node, "events.file", "path"));
@@ -316,7 +312,7 @@ class ConfigParser : Reader {
     return {};
   }
 
-  R<void> capacity(const YAML::Node& n) {
+  R<void> capacity(const Node& n) {
     EW_TRY(f, fields(n, "capacity", kCapacity));
     auto& c = cfg_.capacity;
     const std::pair<std::string_view, uint32_t*> items[] = {{"ipv4Intervals", &c.ipv4Intervals},

@@ -13,6 +13,7 @@
 #include "common/result.h"
 #include "pipeline/event.h"
 #include "policy/diff.h"
+#include "policy/patch.h"
 
 namespace edgeward::api {
 
@@ -38,6 +39,13 @@ struct ApplyRequest {
   std::string yaml;
   std::string source = "policy.yaml";  // file name for error messages
   std::optional<uint64_t> ifVersion;   // refuse with ErrorCode::Conflict unless current
+  bool dryRun = false;
+};
+
+// Prefixes added to and removed from identities of the active policy (PatchPolicy).
+struct PatchRequest {
+  std::vector<policy::IdentityPatch> identities;
+  std::optional<uint64_t> ifVersion;  // refuse with ErrorCode::Conflict unless current
   bool dryRun = false;
 };
 
@@ -140,6 +148,9 @@ class AgentControl {
  public:
   virtual ~AgentControl() = default;
   virtual Result<ApplyResult> applyPolicy(const Caller& who, const ApplyRequest& req) = 0;
+  // Changes prefixes of the active policy's identities in one transaction, without sending or
+  // re-reading the whole policy; the new version's text is the old one with those lists edited.
+  virtual Result<ApplyResult> patchPolicy(const Caller& who, const PatchRequest& req) = 0;
   // The policy text and its version; nullopt = the active one.
   virtual Result<std::pair<VersionInfo, std::string>> getPolicy(std::optional<uint64_t> v) = 0;
   virtual Result<policy::PolicyDiff> diffPolicy(const std::string& yaml,

@@ -109,6 +109,20 @@ Result<ApplyResult> AgentClient::applyPolicy(const ApplyRequest& r) {
                       [](v1::ApplyPolicyResponse& resp) { return convert::fromProto(resp); });
 }
 
+Result<ApplyResult> AgentClient::patchPolicy(const PatchRequest& r) {
+  v1::PatchPolicyRequest req;
+  for (const auto& ip : r.identities) {
+    auto* p = req.add_identities();
+    p->set_identity(ip.identity);
+    for (const auto& a : ip.add) p->add_add(a);
+    for (const auto& d : ip.remove) p->add_remove(d);
+  }
+  if (r.ifVersion) req.set_if_version(*r.ifVersion);
+  req.set_dry_run(r.dryRun);
+  return impl_->unary(&v1::Agent::Stub::PatchPolicy, req,
+                      [](v1::ApplyPolicyResponse& resp) { return convert::fromProto(resp); });
+}
+
 Result<std::pair<VersionInfo, std::string>> AgentClient::getPolicy(std::optional<uint64_t> v) {
   v1::GetPolicyRequest req;
   if (v) req.set_version(*v);

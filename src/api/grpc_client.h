@@ -66,6 +66,7 @@ class AgentClient {
   ~AgentClient();
 
   Result<ApplyResult> applyPolicy(const ApplyRequest& req);
+  Result<ApplyResult> patchPolicy(const PatchRequest& req);
   Result<std::pair<VersionInfo, std::string>> getPolicy(std::optional<uint64_t> version = {});
   Result<policy::PolicyDiff> diffPolicy(const std::string& yaml, const std::string& source);
   Result<VersionInfo> rollbackPolicy(std::optional<uint64_t> to = {});

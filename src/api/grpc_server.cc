@@ -131,6 +131,20 @@ class Service final : public v1::Agent::Service {
     });
   }
 
+  grpc::Status PatchPolicy(grpc::ServerContext* ctx, const v1::PatchPolicyRequest* req,
+                           v1::ApplyPolicyResponse* resp) override {
+    return call(ctx, "PatchPolicy", Access::Write, [&](const Caller& who) {
+      PatchRequest r;
+      for (const auto& ip : req->identities())
+        r.identities.push_back({ip.identity(),
+                                {ip.add().begin(), ip.add().end()},
+                                {ip.remove().begin(), ip.remove().end()}});
+      if (req->has_if_version()) r.ifVersion = req->if_version();
+      r.dryRun = req->dry_run();
+      return reply(s_.control.patchPolicy(who, r), [&](auto& v) { convert::toProto(v, resp); });
+    });
+  }
+
   grpc::Status GetPolicy(grpc::ServerContext* ctx, const v1::GetPolicyRequest* req,
                          v1::GetPolicyResponse* resp) override {
     return call(ctx, "GetPolicy", Access::Read, [&](const Caller&) {

@@ -1,5 +1,5 @@
 // Commands that talk to a running agent through its gRPC API (docs/api.md):
-// policy apply|diff|get|rollback|versions, status, watch, program upgrade|set.
+// policy apply|patch|diff|get|rollback|versions, status, watch, program upgrade|set.
 #include <signal.h>
 
 #include <cerrno>
@@ -142,6 +142,37 @@ void apply(const ApplyOptions& o) {
   }
   fmt::print("{}", policy::renderDiff(r.diff));
   fmt::print("applied policy \"{}\" as version {} ({}) in {:.1f} ms\n", r.version.name,
+             r.version.version, shortHash(r.version.hash), r.applyMs);
+}
+
+struct PatchOptions {
+  std::string identity;
+  std::vector<std::string> add, remove;
+  std::optional<uint64_t> ifVersion;
+  bool dryRun = false;
+};
+
+void patch(const PatchOptions& o) {
+  api::PatchRequest req;
+  req.identities.push_back({o.identity, o.add, o.remove});
+  req.ifVersion = o.ifVersion;
+  req.dryRun = o.dryRun;
+  auto client = connect();
+  auto r = orExitApi(client.patchPolicy(req));
+  if (gOutput == "json") {
+    printJson({{"dryRun", o.dryRun},
+               {"changed", r.changed},
+               {"version", toJson(r.version)},
+               {"applyMs", r.applyMs},
+               {"diff", toJson(r.diff)}});
+    return;
+  }
+  fmt::print("{}", policy::renderDiff(r.diff));
+  if (o.dryRun) {
+    fmt::print("dry run against version {}; nothing applied\n", r.version.version);
+    return;
+  }
+  fmt::print("patched policy \"{}\" as version {} ({}) in {:.1f} ms\n", r.version.name,
              r.version.version, shortHash(r.version.hash), r.applyMs);
 }
 
@@ -292,6 +323,19 @@ void addClientCommands(CLI::App& app) {
                  "Refuse (exit 3) unless this is the agent's current version");
   ap->add_flag("--dry-run", ao.dryRun, "Show the diff against the active policy; change nothing");
   ap->callback([] { apply(ao); });
+
+  static PatchOptions po;
+  auto* pt = withOutput(connected(pol->add_subcommand(
+      "patch",
+      "Add prefixes to or remove prefixes from an identity of the agent's active policy")));
+  pt->add_option("--identity", po.identity, "Identity to change (defined in the policy)")
+      ->required();
+  pt->add_option("--add", po.add, "Prefixes to add (\"10.0.0.0/24\", \"2001:db8::/48\")");
+  pt->add_option("--remove", po.remove, "Prefixes to remove");
+  pt->add_option("--if-version", po.ifVersion,
+                 "Refuse (exit 3) unless this is the agent's current version");
+  pt->add_flag("--dry-run", po.dryRun, "Show the diff against the active policy; change nothing");
+  pt->callback([] { patch(po); });
 
   static std::string diffFile;
   auto* df = withOutput(

@@ -5,9 +5,12 @@
 #include <unistd.h>
 
 #include <map>
+#include <unordered_map>
 #include <sstream>
 
+#include <yaml.h>
 #include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/yaml.h>
 
 #include "common/unique_fd.h"
 
@@ -52,7 +55,85 @@ class DocumentProbe : public YAML::EventHandler {
   }
 };
 
+Mark markOf(const YAML::Mark& m) { return {m.pos, m.line, m.column}; }
+
+// yaml-cpp's tree -> Document (the slow path: only for texts libyaml refused or that need
+// yaml-cpp's exact behaviour).
+uint32_t convert(Document& doc, const YAML::Node& n) {
+  Document::Data d;
+  d.mark = markOf(n.Mark());
+  switch (n.Type()) {
+    case YAML::NodeType::Scalar:
+      d.type = NodeType::Scalar;
+      d.scalar = n.Scalar();
+      break;
+    case YAML::NodeType::Sequence:
+      d.type = NodeType::Sequence;
+      break;
+    case YAML::NodeType::Map:
+      d.type = NodeType::Map;
+      break;
+    case YAML::NodeType::Null:
+      d.type = NodeType::Null;
+      break;
+    case YAML::NodeType::Undefined:
+      d.type = NodeType::Undefined;
+      break;
+  }
+  uint32_t idx = doc.add(std::move(d));
+  if (n.IsSequence()) {
+    for (size_t i = 0; i < n.size(); ++i) {
+      uint32_t kid = convert(doc, n[i]);
+      doc.mut(idx).kids.push_back(kid);
+    }
+  } else if (n.IsMap()) {
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
+      uint32_t k = convert(doc, key);
+      uint32_t v = convert(doc, value);
+      doc.mut(idx).kids.push_back(k);
+      doc.mut(idx).kids.push_back(v);
+    }
+  }
+  return idx;
+}
+
+bool isNullText(std::string_view s) {
+  return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL";
+}
+
+// Deeper documents go to yaml-cpp, which refuses nesting beyond 2000 levels with its own error.
+constexpr size_t kMaxFastDepth = 1000;
+
 }  // namespace
+
+NodeType::value Node::Type() const { return doc_ ? doc_->at(idx_).type : NodeType::Undefined; }
+
+const std::string& Node::Scalar() const {
+  static const std::string kEmpty;
+  return doc_ ? doc_->at(idx_).scalar : kEmpty;
+}
+
+Mark Node::mark() const { return doc_ ? doc_->at(idx_).mark : Mark{}; }
+int Node::endPos() const { return doc_ ? doc_->at(idx_).end : -1; }
+bool Node::isFlow() const { return doc_ && doc_->at(idx_).flow; }
+
+size_t Node::size() const {
+  if (!doc_) return 0;
+  const auto& d = doc_->at(idx_);
+  return d.type == NodeType::Map ? d.kids.size() / 2 : d.kids.size();
+}
+
+Node Node::operator[](size_t i) const {
+  if (!IsSequence() || i >= size()) return {};
+  return Node(doc_, doc_->at(idx_).kids[i]);
+}
+
+Node::Iterator::Entry Node::Iterator::operator*() const {
+  const auto& kids = map_->doc_->at(map_->idx_).kids;
+  return {Node(map_->doc_, kids[2 * i_]), Node(map_->doc_, kids[2 * i_ + 1])};
+}
 
 // Optimal string alignment distance: Levenshtein plus adjacent transpositions ("form"/"from").
 size_t editDistance(std::string_view a, std::string_view b) {
@@ -85,17 +166,17 @@ std::string quoted(std::string_view s) {
 }
 
 // How a node looks to the user, for "expected X, got Y".
-std::string describe(const YAML::Node& n) {
+std::string describe(const Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Null:
+    case NodeType::Null:
       return "an empty value";
-    case YAML::NodeType::Scalar:
+    case NodeType::Scalar:
       return quoted(n.Scalar());
-    case YAML::NodeType::Sequence:
+    case NodeType::Sequence:
       return "a list";
-    case YAML::NodeType::Map:
+    case NodeType::Map:
       return "a map";
-    case YAML::NodeType::Undefined:
+    case NodeType::Undefined:
       break;
   }
   return "nothing";
@@ -155,11 +236,115 @@ Result<std::string> readFile(const std::string& path, size_t maxBytes) {
   return text;
 }
 
-Result<YAML::Node> Reader::load() {
+Result<Node> Reader::load() {
+  spansKnown_ = true;
+  if (loadFast()) return doc_.root();
+  spansKnown_ = false;
+  doc_.clear();
+  return loadWithYamlCpp();
+}
+
+bool Reader::loadFast() {
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser)) return false;
+  yaml_parser_set_input_string(&parser, reinterpret_cast<const unsigned char*>(text_.data()),
+                               text_.size());
+  std::vector<uint32_t> open;  // containers being filled
+  std::unordered_map<std::string, uint32_t> anchors;
+  std::optional<uint32_t> root;
+  int documents = 0;
+  bool ok = true;
+  for (bool done = false; ok && !done;) {
+    yaml_event_t ev;
+    if (!yaml_parser_parse(&parser, &ev)) {
+      ok = false;
+      break;
+    }
+    const Mark mark{int(ev.start_mark.index), int(ev.start_mark.line), int(ev.start_mark.column)};
+    auto attach = [&](uint32_t idx) {
+      if (open.empty())
+        root = idx;
+      else
+        doc_.mut(open.back()).kids.push_back(idx);
+    };
+    auto anchor = [&](const yaml_char_t* name, uint32_t idx) {
+      if (name) anchors[reinterpret_cast<const char*>(name)] = idx;
+    };
+    switch (ev.type) {
+      case YAML_STREAM_END_EVENT:
+        done = true;
+        break;
+      case YAML_DOCUMENT_START_EVENT:
+        // A second document: yaml-cpp's document check says what is wrong with it.
+        if (++documents > 1) ok = false;
+        break;
+      case YAML_ALIAS_EVENT: {
+        auto it = anchors.find(reinterpret_cast<const char*>(ev.data.alias.anchor));
+        if (it == anchors.end())
+          ok = false;  // yaml-cpp names the undefined anchor
+        else
+          attach(it->second);  // the same node, as yaml-cpp shares it
+        spansKnown_ = false;
+        break;
+      }
+      case YAML_SCALAR_EVENT: {
+        Document::Data d;
+        d.mark = mark;
+        d.end = int(ev.end_mark.index);
+        d.scalar.assign(reinterpret_cast<const char*>(ev.data.scalar.value), ev.data.scalar.length);
+        // yaml-cpp: an untagged plain "", "~", "null", "Null" or "NULL" is a null node.
+        d.type = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !ev.data.scalar.tag &&
+                         isNullText(d.scalar)
+                     ? NodeType::Null
+                     : NodeType::Scalar;
+        if (d.type == NodeType::Null) d.scalar.clear();
+        uint32_t idx = doc_.add(std::move(d));
+        anchor(ev.data.scalar.anchor, idx);
+        attach(idx);
+        break;
+      }
+      case YAML_SEQUENCE_START_EVENT:
+      case YAML_MAPPING_START_EVENT: {
+        Document::Data d;
+        d.mark = mark;
+        const bool seq = ev.type == YAML_SEQUENCE_START_EVENT;
+        d.type = seq ? NodeType::Sequence : NodeType::Map;
+        d.flow = seq ? ev.data.sequence_start.style == YAML_FLOW_SEQUENCE_STYLE
+                     : ev.data.mapping_start.style == YAML_FLOW_MAPPING_STYLE;
+        uint32_t idx = doc_.add(std::move(d));
+        anchor(seq ? ev.data.sequence_start.anchor : ev.data.mapping_start.anchor, idx);
+        attach(idx);
+        open.push_back(idx);
+        if (open.size() > kMaxFastDepth) ok = false;
+        break;
+      }
+      case YAML_SEQUENCE_END_EVENT:
+      case YAML_MAPPING_END_EVENT:
+        if (!open.empty()) {
+          doc_.mut(open.back()).end = int(ev.end_mark.index);
+          open.pop_back();
+        }
+        break;
+      default:
+        break;
+    }
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&parser);
+  if (!ok) return false;
+  if (!root) {
+    Document::Data empty;  // no document at all, as yaml-cpp loads ""
+    root = doc_.add(std::move(empty));
+  }
+  doc_.setRoot(*root);
+  return true;
+}
+
+Result<Node> Reader::loadWithYamlCpp() {
   try {
-    // The event pass that checks for a single document costs as much as the load itself (a
-    // 100k-prefix policy: ~200 ms), so it runs only where it can find something: when the text
-    // has a document marker, or the root is not a map (where yaml-cpp may stop early silently).
+    // The event pass that checks for a single document costs as much as the load itself, so it
+    // runs only where it can find something: when the text has a document marker, or the root
+    // is not a map (where yaml-cpp may stop early silently).
     auto marker = [&] {
       for (size_t at = 0; at < text_.size();) {
         std::string_view line = text_.substr(at, text_.find('\n', at) - at);
@@ -174,17 +359,18 @@ Result<YAML::Node> Reader::load() {
     if (markers) EW_CHECK(checkDocuments());
     YAML::Node root = YAML::Load(std::string(text_));
     if (!markers && !root.IsMap()) EW_CHECK(checkDocuments());
-    return root;
+    doc_.setRoot(convert(doc_, root));
+    return doc_.root();
   } catch (const YAML::Exception& e) {
-    return syntaxError(e.mark, e.msg);
+    return syntaxError(markOf(e.mark), e.msg);
   }
 }
 
 // 1-based line of a node. yaml-cpp marks an empty (null) value at the token after it, often on
 // a later line, so for those we take the line of the last thing written before it: the
 // "key:" or "-" the empty value belongs to.
-int Reader::line(const YAML::Node& n) {
-  const YAML::Mark m = n.Mark();
+int Reader::line(const Node& n) {
+  const Mark m = n.mark();
   if (m.is_null()) return 1;
   if (!n.IsNull()) return m.line + 1;
   if (lines_.empty()) {
@@ -208,35 +394,34 @@ int Reader::line(const YAML::Node& n) {
   return m.line + 1;
 }
 
-std::unexpected<Error> Reader::error(const YAML::Node& at, std::string_view path,
+std::unexpected<Error> Reader::error(const Node& at, std::string_view path,
                                      std::string_view problem) {
   return fail(oneLine(fmt::format("{}:{}: {}: {}", source_, line(at), path, problem)));
 }
 
-Result<void> Reader::expect(const YAML::Node& n, YAML::NodeType::value type,
-                            const std::string& path, std::string_view what) {
+Result<void> Reader::expect(const Node& n, NodeType::value type, const std::string& path,
+                            std::string_view what) {
   if (n.Type() == type) return {};
   return error(n, path, fmt::format("expected {}, got {}", what, describe(n)));
 }
 
 // A scalar as text; an empty value reads as "".
-Result<std::string> Reader::text(const YAML::Node& n, const std::string& path) {
+Result<std::string> Reader::text(const Node& n, const std::string& path) {
   if (n.IsNull()) return std::string();
-  EW_CHECK(expect(n, YAML::NodeType::Scalar, path, "a string"));
+  EW_CHECK(expect(n, NodeType::Scalar, path, "a string"));
   return n.Scalar();
 }
 
 // Checks that `node` is a map whose keys are all known and none repeats.
-Result<Fields> Reader::fields(const YAML::Node& node, const std::string& path,
+Result<Fields> Reader::fields(const Node& node, const std::string& path,
                               std::span<const std::string_view> known,
                               const MisplacedHint& misplaced) {
-  EW_CHECK(
-      expect(node, YAML::NodeType::Map, path.empty() ? std::string(kDocumentPath) : path, "a map"));
+  EW_CHECK(expect(node, NodeType::Map, path.empty() ? std::string(kDocumentPath) : path, "a map"));
   Fields out;
   std::map<std::string, int, std::less<>> seen;
   for (auto it = node.begin(); it != node.end(); ++it) {
     // Copies: it-> points into a temporary that dies with the statement.
-    const YAML::Node key = it->first;
+    const Node key = it->first;
     if (!key.IsScalar())
       return error(key, path.empty() ? kDocumentPath : path,
                    fmt::format("expected a field name, got {}", describe(key)));
@@ -259,13 +444,13 @@ Result<Fields> Reader::fields(const YAML::Node& node, const std::string& path,
   return out;
 }
 
-Result<Field> Reader::required(const Fields& f, const YAML::Node& map, const std::string& path,
+Result<Field> Reader::required(const Fields& f, const Node& map, const std::string& path,
                                std::string_view name) {
   if (const Field* field = f.find(name)) return *field;
   return error(map, join(path, name), "required field is missing");
 }
 
-std::unexpected<Error> Reader::syntaxError(const YAML::Mark& mark, std::string_view msg) {
+std::unexpected<Error> Reader::syntaxError(const Mark& mark, std::string_view msg) {
   int line = mark.is_null() ? 1 : mark.line + 1;
   return fail(oneLine(fmt::format("{}:{}: YAML syntax error: {}", source_, line, msg)));
 }
@@ -283,8 +468,8 @@ Result<void> Reader::checkDocuments() {
     if (previousStart && probe.start.pos == previousStart->pos) {
       const YAML::Mark& m = probe.start;
       if (m.pos >= 0 && size_t(m.pos) < text_.size() && text_[size_t(m.pos)] > ' ')
-        return syntaxError(m, fmt::format("unexpected \"{}\"", text_[size_t(m.pos)]));
-      return syntaxError(m, "the parser cannot continue here");
+        return syntaxError(markOf(m), fmt::format("unexpected \"{}\"", text_[size_t(m.pos)]));
+      return syntaxError(markOf(m), "the parser cannot continue here");
     }
     previousStart = probe.start;
     // A trailing "---" makes an empty second document; tolerate that, not a second policy.

@@ -41,6 +41,11 @@ struct Dataplane::Plan {
   ew_policy_hdr hdr{};
   size_t kept = 0;
   bool full = false;
+  // planChanges(): what to change in the generation's mirror instead of replacing it.
+  bool incremental = false;
+  std::vector<std::pair<uint32_t, ew_bucket>> set4, set6;          // bucket -> entry
+  std::vector<std::pair<uint32_t, ew_grp>> setG;                   // group slot -> entry
+  std::vector<std::pair<std::string, uint32_t>> add4, add6, addP;  // new blocks -> position
 };
 
 namespace {
@@ -104,6 +109,33 @@ std::optional<std::vector<uint32_t>> place(const std::vector<T>& src,
   return pos;
 }
 
+// End of the used part of a region: past the last block placed.
+uint32_t endOf(const std::vector<uint32_t>& pos,
+               const std::vector<std::pair<uint32_t, uint32_t>>& blocks, uint32_t base) {
+  uint32_t end = base;
+  for (size_t i = 0; i < blocks.size(); i++) end = std::max(end, pos[i] + blocks[i].second);
+  return end;
+}
+
+// One block for planChanges(): where the generation already holds its content, else above the
+// used part (written). Nothing when the region is full.
+template <typename T>
+std::optional<uint32_t> placeAbove(const std::vector<T>& src, uint32_t off, uint32_t cnt,
+                                   const std::unordered_map<std::string, uint32_t>& held,
+                                   std::vector<std::pair<std::string, uint32_t>>& added,
+                                   uint32_t& end, uint32_t limit, Writes<T>& writes) {
+  std::string key(reinterpret_cast<const char*>(src.data() + off), size_t{cnt} * sizeof(T));
+  if (auto it = held.find(key); it != held.end()) return it->second;
+  for (const auto& [k, pos] : added)
+    if (k == key) return pos;
+  if (end + cnt > limit) return std::nullopt;
+  uint32_t pos = end;
+  end += cnt;
+  for (uint32_t k = 0; k < cnt; k++) writes.add(pos + k, src[off + k]);
+  added.emplace_back(std::move(key), pos);
+  return pos;
+}
+
 std::vector<std::pair<uint32_t, uint32_t>> bucketBlocks(const std::vector<ew_bucket>& b) {
   std::vector<std::pair<uint32_t, uint32_t>> out(b.size());
   for (size_t i = 0; i < b.size(); i++) out[i] = {b[i].off, b[i].cnt};
@@ -155,6 +187,13 @@ Result<void> Dataplane::plan(const policy::CompiledPolicy& p, uint32_t g, Plan& 
   buckets(p.bkt4, *pos4, cur.bkt4, out.next.bkt4, out.bkt4);
   buckets(p.bkt6, *pos6, cur.bkt6, out.next.bkt6, out.bkt6);
 
+  out.next.h4 = p.bkt4Hash;
+  out.next.h6 = p.bkt6Hash;
+  out.next.hg = p.grpHash;
+  out.next.end4 = endOf(*pos4, bucketBlocks(p.bkt4), g * o.capIntervals4);
+  out.next.end6 = endOf(*pos6, bucketBlocks(p.bkt6), g * o.capIntervals6);
+  out.next.endP = endOf(*posP, portBlocks, g * o.capPortEntries);
+
   const uint32_t grpBase = g * o.capGroups * EW_P_COUNT;
   out.next.grp.resize(p.grp.size());
   for (size_t i = 0; i < p.grp.size(); i++) {
@@ -168,6 +207,62 @@ Result<void> Dataplane::plan(const policy::CompiledPolicy& p, uint32_t g, Plan& 
   out.hdr.grp_base = grpBase;
   out.next.known = true;
   return {};
+}
+
+bool Dataplane::planChanges(const policy::CompiledPolicy& p, uint32_t g, Plan& out) const {
+  const Generation& cur = gens_[g];
+  if (!cur.known || cur.h4.size() != EW_BUCKETS || cur.h6.size() != EW_BUCKETS ||
+      p.bkt4Hash.size() != EW_BUCKETS || p.bkt6Hash.size() != EW_BUCKETS ||
+      p.grpHash.size() != p.grp.size() || cur.hg.size() != cur.grp.size())
+    return false;
+  const auto& o = fw_.options();
+  out.incremental = true;
+  out.next.end4 = cur.end4;
+  out.next.end6 = cur.end6;
+  out.next.endP = cur.endP;
+  out.kept = (cur.end4 - g * o.capIntervals4) + (cur.end6 - g * o.capIntervals6) +
+             (cur.endP - g * o.capPortEntries);
+
+  auto buckets = [&](const auto& iv, const std::vector<ew_bucket>& src,
+                     const std::vector<uint64_t>& hash, const std::vector<ew_bucket>& was,
+                     const std::vector<uint64_t>& wasHash, const Blocks& held,
+                     std::vector<std::pair<std::string, uint32_t>>& added, uint32_t& end,
+                     uint32_t limit, auto& ivWrites, Writes<ew_bucket>& w,
+                     std::vector<std::pair<uint32_t, ew_bucket>>& set) {
+    for (uint32_t b = 0; b < EW_BUCKETS; b++) {
+      if (hash[b] == wasHash[b] && src[b].cnt == was[b].cnt) continue;
+      auto pos = placeAbove(iv, src[b].off, src[b].cnt, held.at, added, end, limit, ivWrites);
+      if (!pos) return false;
+      ew_bucket now{*pos, src[b].cnt};
+      if (now.off != was[b].off || now.cnt != was[b].cnt) w.add(g * EW_BUCKETS + b, now);
+      set.push_back({b, now});
+    }
+    return true;
+  };
+  if (!buckets(p.iv4, p.bkt4, p.bkt4Hash, cur.bkt4, cur.h4, cur.iv4, out.add4, out.next.end4,
+               (g + 1) * o.capIntervals4, out.iv4, out.bkt4, out.set4) ||
+      !buckets(p.iv6, p.bkt6, p.bkt6Hash, cur.bkt6, cur.h6, cur.iv6, out.add6, out.next.end6,
+               (g + 1) * o.capIntervals6, out.iv6, out.bkt6, out.set6))
+    return false;
+
+  const uint32_t grpBase = g * o.capGroups * EW_P_COUNT;
+  for (uint32_t i = 0; i < p.grp.size(); i++) {
+    const bool had = i < cur.grp.size();
+    if (had && p.grpHash[i] == cur.hg[i] && p.grp[i].cnt == cur.grp[i].cnt) continue;
+    ew_grp e{0, 0};
+    if (p.grp[i].cnt) {
+      auto pos = placeAbove(p.piv, p.grp[i].off, p.grp[i].cnt, cur.piv.at, out.addP, out.next.endP,
+                            (g + 1) * o.capPortEntries, out.piv);
+      if (!pos) return false;
+      e = {*pos, p.grp[i].cnt};
+    }
+    if (!had || cur.grp[i].off != e.off || cur.grp[i].cnt != e.cnt) out.grp.add(grpBase + i, e);
+    out.setG.push_back({i, e});
+  }
+  out.hdr = p.hdr;
+  out.hdr.bkt_base = g * EW_BUCKETS;
+  out.hdr.grp_base = grpBase;
+  return true;
 }
 
 Result<void> Dataplane::write(const Plan& pl, ApplyStats& st) {
@@ -207,7 +302,10 @@ Result<ApplyStats> Dataplane::apply(const policy::CompiledPolicy& p, uint64_t ve
   ApplyStats st;
   st.generation = next;
   Plan pl;
-  EW_TRY(planned, plan(p, next, pl, false));
+  if (!planChanges(p, next, pl)) {
+    pl = Plan{};
+    EW_TRY(planned, plan(p, next, pl, false));
+  }
 
   // Packets that read the old active generation just before the last switch may still be
   // inside the program; they run for microseconds under RCU. Before overwriting that
@@ -230,7 +328,32 @@ Result<ApplyStats> Dataplane::apply(const policy::CompiledPolicy& p, uint64_t ve
   auto t2 = Clock::now();
   lastSwitch_ = t2;
   gen_ = next;
-  gens_[next] = std::move(pl.next);
+  if (pl.incremental) {
+    Generation& G = gens_[next];
+    for (auto& [b, e] : pl.set4) {
+      G.bkt4[b] = e;
+      G.h4[b] = p.bkt4Hash[b];
+    }
+    for (auto& [b, e] : pl.set6) {
+      G.bkt6[b] = e;
+      G.h6[b] = p.bkt6Hash[b];
+    }
+    G.grp.resize(p.grp.size());
+    G.hg.resize(p.grp.size());
+    for (auto& [i, e] : pl.setG) {
+      G.grp[i] = e;
+      G.hg[i] = p.grpHash[i];
+    }
+    for (auto& [k, pos] : pl.add4) G.iv4.at.emplace(std::move(k), pos);
+    for (auto& [k, pos] : pl.add6) G.iv6.at.emplace(std::move(k), pos);
+    for (auto& [k, pos] : pl.addP) G.piv.at.emplace(std::move(k), pos);
+    G.end4 = pl.next.end4;
+    G.end6 = pl.next.end6;
+    G.endP = pl.next.endP;
+    G.known = true;
+  } else {
+    gens_[next] = std::move(pl.next);
+  }
   st.entriesKept = pl.kept;
   st.fullRewrite = pl.full;
   st.writeMs = std::chrono::duration<double, std::milli>(t1 - t0).count();

@@ -63,10 +63,19 @@ class Dataplane {
     std::vector<ew_bucket> bkt4, bkt6;  // absolute offsets
     std::vector<ew_grp> grp;            // absolute offsets
     Blocks iv4, iv6, piv;
+    // Content hashes of what each bucket and group slot points at (CompiledPolicy's), and the
+    // end of the used part of each array region: nothing at or above it is referenced, and
+    // nothing below it is overwritten until the generation is laid out afresh, so every block
+    // in `at` keeps its content.
+    std::vector<uint64_t> h4, h6, hg;
+    uint32_t end4 = 0, end6 = 0, endP = 0;
   };
   // Lays out a compiled image in generation g, reusing its blocks; fills `out` and the writes.
   struct Plan;
   Result<void> plan(const policy::CompiledPolicy& p, uint32_t g, Plan& out, bool fresh) const;
+  // The same, visiting only buckets and group slots whose hash differs from what generation g
+  // holds; new blocks go above the used part. False when it cannot (unknown generation, no room).
+  bool planChanges(const policy::CompiledPolicy& p, uint32_t g, Plan& out) const;
   Result<void> write(const Plan& plan, ApplyStats& st);
 
   bpf::FirewallProgram& fw_;

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,10 @@ struct CompileStats {
   size_t bytes = 0;  // map memory one generation needs
 };
 
+// What compile() keeps for compileChange(): identity and group numbering, shared entries and an
+// index of prefixes by bucket. Opaque outside the compiler.
+struct CompileState;
+
 // One generation's image. Offsets inside (ew_bucket.off, ew_grp.off) are relative to the
 // start of this image's iv4/iv6/piv vectors.
 struct CompiledPolicy {
@@ -49,6 +55,12 @@ struct CompiledPolicy {
   std::vector<RuleInfo> rules;  // indexed by rule id: ingress rules, then egress, file order
   std::vector<std::vector<uint32_t>> groupRules;  // rule ids of each group (empty: unused id)
   CompileStats stats;
+  // A 64-bit content hash of each bucket's interval block and of each group slot's port block
+  // (0 for an empty slot): the data plane compares these with what a generation holds, so a
+  // small change is found without comparing whole images.
+  std::vector<uint64_t> bkt4Hash, bkt6Hash, grpHash;
+  // For compileChange(); shared by copies of this image, never modified once shared.
+  std::shared_ptr<CompileState> state;
 
   uint32_t groups() const { return hdr.n_groups; }
   // Rule id of a rule name, or EW_RULE_NONE.
@@ -59,6 +71,17 @@ struct CompiledPolicy {
 // changes few map entries (the data plane writes only what differs).
 Result<CompiledPolicy> compile(const Policy& policy, const CompileLimits& limits = {},
                                const CompiledPolicy* previous = nullptr);
+
+// Recompiles only what `changes` touch: the buckets (top 16 address bits) their prefixes
+// overlap, and the port tables of groups that did not exist before. `policy` is the policy after
+// the changes, whose rules, identities and order are those `image` was compiled from (only
+// prefix lists differ); `image` is consumed. Blocks of recomputed buckets are appended, their old
+// ones left unused; when those grow past the live size, or a change touches more than a few
+// thousand buckets, this recompiles the whole policy (with `image` as previous) instead. The
+// result decides every packet as compile(policy) does.
+Result<CompiledPolicy> compileChange(const Policy& policy, CompiledPolicy image,
+                                     std::span<const PrefixChange> changes,
+                                     const CompileLimits& limits = {});
 
 // Whether a rule's port spec covers a protocol slot (enum ew_proto_slot): tcp/udp/icmp/icmpv6
 // their own slot, "any" every slot including EW_P_OTHER.

@@ -13,9 +13,6 @@
 #include <span>
 #include <sstream>
 
-#include <yaml-cpp/eventhandler.h>
-#include <yaml-cpp/yaml.h>
-
 #include "common/yaml_reader.h"
 #include "policy/policy.h"
 
@@ -85,16 +82,11 @@ class Parser : yaml::Reader {
 
   Result<Policy> run() {
     EW_TRY(root, load());
-    try {
-      return parseDocument(*root);
-    } catch (const YAML::Exception& e) {
-      // Not expected: every node is type-checked before it is read.
-      return failf("{}: unexpected YAML error: {}", source_, e.what());
-    }
+    return parseDocument(*root);
   }
 
  private:
-  Result<Action> action(const YAML::Node& n, const std::string& path) {
+  Result<Action> action(const Node& n, const std::string& path) {
     EW_TRY(s, text(n, path));
     if (*s == "allow") return Action::Allow;
     if (*s == "deny") return Action::Deny;
@@ -102,7 +94,7 @@ class Parser : yaml::Reader {
     return error(n, path, fmt::format("unknown action {} (expected allow or deny)", quoted(*s)));
   }
 
-  Result<Policy> parseDocument(const YAML::Node& root) {
+  Result<Policy> parseDocument(const Node& root) {
     if (root.IsNull())
       return failf("{}:1: {}: the document is empty (expected apiVersion, kind, metadata and spec)",
                    source_, kDocumentPath);
@@ -128,7 +120,7 @@ class Parser : yaml::Reader {
     return std::move(policy_);
   }
 
-  Result<void> parseMetadata(const YAML::Node& node) {
+  Result<void> parseMetadata(const Node& node) {
     EW_TRY(f, fields(node, "metadata", kMetadataFields));
     EW_TRY(name, required(*f, node, "metadata", "name"));
     EW_TRY(s, text(name->value, "metadata.name"));
@@ -137,7 +129,7 @@ class Parser : yaml::Reader {
     return {};
   }
 
-  Result<void> parseSpec(const YAML::Node& node) {
+  Result<void> parseSpec(const Node& node) {
     EW_TRY(f, fields(node, "spec", kSpecFields));
     if (const Field* d = f->find("defaultAction")) {
       EW_TRY(a, action(d->value, "spec.defaultAction"));
@@ -150,12 +142,12 @@ class Parser : yaml::Reader {
     return {};
   }
 
-  Result<void> parseIdentities(const YAML::Node& node) {
+  Result<void> parseIdentities(const Node& node) {
     const std::string path = "spec.identities";
-    EW_CHECK(expect(node, YAML::NodeType::Map, path, "a map of identity name to addresses"));
+    EW_CHECK(expect(node, NodeType::Map, path, "a map of identity name to addresses"));
     for (auto it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node key = it->first;
-      const YAML::Node value = it->second;
+      const Node key = it->first;
+      const Node value = it->second;
       if (!key.IsScalar())
         return error(key, path, fmt::format("expected an identity name, got {}", describe(key)));
       Identity id;
@@ -175,12 +167,22 @@ class Parser : yaml::Reader {
                        fmt::format("identity \"{}\" is defined twice (first on line {})", id.name,
                                    other.line));
       }
-      EW_CHECK(expect(value, YAML::NodeType::Sequence, idPath, "a list of addresses or prefixes"));
+      EW_CHECK(expect(value, NodeType::Sequence, idPath, "a list of addresses or prefixes"));
       if (value.size() == 0)
         return error(value, idPath, "must list at least one address or prefix");
       std::map<Prefix, size_t> seen;  // prefix -> first index, for "listed twice"
+      if (spansKnown()) {
+        ListSource src;
+        src.begin = uint32_t(value.mark().pos);
+        src.column = uint32_t(value.mark().column);
+        src.flow = value.isFlow();
+        src.items.reserve(value.size());
+        id.source = std::move(src);
+      }
       for (size_t i = 0; i < value.size(); ++i) {
-        const YAML::Node item = value[i];
+        const Node item = value[i];
+        if (id.source)
+          id.source->items.push_back({uint32_t(item.mark().pos), uint32_t(item.endPos())});
         std::string itemPath = index(idPath, i);
         if (!item.IsScalar())
           return error(item, itemPath,
@@ -194,14 +196,17 @@ class Parser : yaml::Reader {
                                    index(idPath, dup->second)));
         id.prefixes.push_back(*prefix);
       }
+      if (id.source)
+        id.source->end =
+            id.source->flow ? uint32_t(value.endPos()) : id.source->items.back().second;
       policy_.identities.push_back(std::move(id));
     }
     return {};
   }
 
-  Result<void> parseRules(const YAML::Node& node, bool ingress) {
+  Result<void> parseRules(const Node& node, bool ingress) {
     const std::string path = ingress ? "spec.ingress" : "spec.egress";
-    EW_CHECK(expect(node, YAML::NodeType::Sequence, path, "a list of rules"));
+    EW_CHECK(expect(node, NodeType::Sequence, path, "a list of rules"));
     for (size_t i = 0; i < node.size(); ++i) {
       EW_TRY(rule, parseRule(node[i], index(path, i), ingress));
       (ingress ? policy_.ingress : policy_.egress).push_back(std::move(*rule));
@@ -209,7 +214,7 @@ class Parser : yaml::Reader {
     return {};
   }
 
-  Result<Rule> parseRule(const YAML::Node& node, const std::string& path, bool ingress) {
+  Result<Rule> parseRule(const Node& node, const std::string& path, bool ingress) {
     const std::string_view peersField = ingress ? "from" : "to";
     auto misplaced = [ingress](std::string_view name) -> std::string {
       if (ingress && name == "to")
@@ -243,7 +248,7 @@ class Parser : yaml::Reader {
 
     if (const Field* ports = f->find("ports")) {
       const std::string portsPath = join(path, "ports");
-      EW_CHECK(expect(ports->value, YAML::NodeType::Sequence, portsPath, "a list"));
+      EW_CHECK(expect(ports->value, NodeType::Sequence, portsPath, "a list"));
       if (ports->value.size() == 0)
         return error(ports->value, portsPath,
                      "must not be empty (omit ports to match every protocol and port)");
@@ -259,13 +264,13 @@ class Parser : yaml::Reader {
     return rule;
   }
 
-  Result<void> parsePeers(const YAML::Node& node, const std::string& path,
+  Result<void> parsePeers(const Node& node, const std::string& path,
                           std::vector<std::string>& out) {
-    EW_CHECK(expect(node, YAML::NodeType::Sequence, path, "a list of identity names"));
+    EW_CHECK(expect(node, NodeType::Sequence, path, "a list of identity names"));
     if (node.size() == 0)
       return error(node, path, "must list at least one identity (use any to match every address)");
     for (size_t i = 0; i < node.size(); ++i) {
-      const YAML::Node item = node[i];
+      const Node item = node[i];
       std::string itemPath = index(path, i);
       if (!item.IsScalar())
         return error(item, itemPath,
@@ -291,7 +296,7 @@ class Parser : yaml::Reader {
     return {};
   }
 
-  Result<PortSpec> parsePortSpec(const YAML::Node& node, const std::string& path) {
+  Result<PortSpec> parsePortSpec(const Node& node, const std::string& path) {
     EW_TRY(f, fields(node, path, kPortFields));
     PortSpec spec;
     EW_TRY(proto, required(*f, node, path, "protocol"));
@@ -319,7 +324,7 @@ class Parser : yaml::Reader {
       const std::string portPath = join(path, "port");
       if (spec.protocol != Protocol::Tcp && spec.protocol != Protocol::Udp)
         return error(port->value, portPath, "port is only valid with protocol tcp or udp");
-      EW_CHECK(expect(port->value, YAML::NodeType::Scalar, portPath,
+      EW_CHECK(expect(port->value, NodeType::Scalar, portPath,
                       "a port number or range (443 or \"8000-8080\")"));
       auto range = parsePortText(port->value.Scalar());
       if (!range) return error(port->value, portPath, range.error().message());
@@ -328,10 +333,10 @@ class Parser : yaml::Reader {
     return spec;
   }
 
-  Result<uint32_t> synFloodValue(const Fields& f, const YAML::Node& map, std::string_view name) {
+  Result<uint32_t> synFloodValue(const Fields& f, const Node& map, std::string_view name) {
     EW_TRY(field, required(f, map, "spec.synFlood", name));
     const std::string path = join("spec.synFlood", name);
-    EW_CHECK(expect(field->value, YAML::NodeType::Scalar, path, "a number"));
+    EW_CHECK(expect(field->value, NodeType::Scalar, path, "a number"));
     const std::string& s = field->value.Scalar();
     if (!isDigits(s) && !(s.size() > 1 && s[0] == '-' && isDigits(s.substr(1))))
       return error(field->value, path, fmt::format("{} is not a whole number", quoted(s)));
@@ -343,7 +348,7 @@ class Parser : yaml::Reader {
     return uint32_t(v);
   }
 
-  Result<void> parseSynFlood(const YAML::Node& node) {
+  Result<void> parseSynFlood(const Node& node) {
     EW_TRY(f, fields(node, "spec.synFlood", kSynFloodFields));
     SynFlood syn;
     EW_TRY(pps, synFloodValue(*f, node, "perSourcePps"));

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
@@ -51,10 +52,27 @@ struct Rule {
   int line = 0;  // line of the rule in the source, for messages
 };
 
+// Where an identity's prefix list is in the policy text, so that a patch can rewrite just that
+// list (policy/patch.h). Byte offsets into the text the policy was parsed from.
+struct ListSource {
+  uint32_t begin = 0, end = 0;  // from "[" to past "]", or from the first "-" to past the last item
+  uint32_t column = 0;          // of the first "-" (block lists)
+  bool flow = false;
+  std::vector<std::pair<uint32_t, uint32_t>> items;  // each prefix as written, [begin, end)
+};
+
 struct Identity {
   std::string name;
   std::vector<Prefix> prefixes;
   int line = 0;
+  std::optional<ListSource> source;  // known when the text was read in one libyaml pass
+};
+
+// One prefix added to or removed from an existing identity.
+struct PrefixChange {
+  std::string identity;
+  Prefix prefix;
+  bool add = true;
 };
 
 struct SynFlood {

@@ -21,12 +21,17 @@
 #include <thread>
 
 #include <bpf/bpf.h>
+#include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
 #include "api/grpc_client.h"
 #include "common/netns.h"
 #include "common/unique_fd.h"
+#include "edgeward/v1/agent.grpc.pb.h"
+#include "policy/policy.h"
 #include "support/packet.h"
+#include "support/pki.h"
+#include "support/run.h"
 
 namespace edgeward {
 namespace {
@@ -763,6 +768,179 @@ TEST_F(AgentLab, TopRefreshesInPlaceAndQuitsOnQ) {
   }
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   ::close(master);
+}
+
+// The real agent with a TCP listener that requires mutual TLS, driven through the CLI client:
+// an admin applies, a viewer reads but may not apply, a client without a certificate or with one
+// from another CA gets nothing, and none of the refused calls changes the policy.
+TEST_F(AgentLab, MutualTlsListenerAuthorisesTheCliByCertificate) {
+  testing::Pki pki;
+  ASSERT_TRUE(pki.ok()) << pki.log();
+  const int port = freePort();
+  std::string config;
+  {
+    std::ifstream in(dir_ / "agent.yaml");
+    config.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string unixLine = fmt::format("  unixSocket: {}\n", socket_);
+  ASSERT_NE(config.find(unixLine), std::string::npos);
+  config.replace(config.find(unixLine), unixLine.size(),
+                 unixLine + fmt::format(R"(  tcp:
+    address: 127.0.0.1:{}
+    ca: {}
+    cert: {}
+    key: {}
+    roles:
+      admin-alice: admin
+      spiffe://edgeward.test/ops/viewer: viewer
+)",
+                                        port, pki.file("ca.crt"), pki.file("server.crt"),
+                                        pki.file("server.key")));
+  writeFile(dir_ / "agent.yaml", config);
+  startAgent();
+  ASSERT_EQ(client()->status()->policy.version, 1u);
+
+  auto as = [&](const std::string& who) {
+    return fmt::format("--server 127.0.0.1:{} --ca {} --cert {} --key {}", port, pki.file("ca.crt"),
+                       pki.file(who + ".crt"), pki.file(who + ".key"));
+  };
+  const std::string second = (dir_ / "second.yaml").string();
+  writeFile(second, policyYaml("second", {7001, 7002}));
+
+  auto admin = testing::runEdgeward("policy apply " + second + " " + as("admin"));
+  EXPECT_EQ(admin.code, 0) << admin.out;
+  EXPECT_NE(admin.out.find("applied policy \"second\" as version 2"), std::string::npos)
+      << admin.out;
+  auto versions = testing::runEdgeward("policy versions -o json " + as("admin"));
+  ASSERT_EQ(versions.code, 0) << versions.out;
+  EXPECT_NE(versions.out.find("\"author\":\"admin-alice\""), std::string::npos) << versions.out;
+
+  writeFile(second, policyYaml("third", {7003}));
+  auto viewer = testing::runEdgeward("policy apply " + second + " " + as("viewer"));
+  EXPECT_EQ(viewer.code, 4) << viewer.out;  // permission denied
+  EXPECT_NE(
+      viewer.out.find(
+          "ApplyPolicy needs the admin role; \"spiffe://edgeward.test/ops/viewer\" is a viewer"),
+      std::string::npos)
+      << viewer.out;
+  auto viewerPatch =
+      testing::runEdgeward("policy patch --identity client --add 10.77.0.9 " + as("viewer"));
+  EXPECT_EQ(viewerPatch.code, 4) << viewerPatch.out;
+  auto viewerStatus = testing::runEdgeward("status -o json " + as("viewer"));
+  EXPECT_EQ(viewerStatus.code, 0) << viewerStatus.out;
+  EXPECT_NE(viewerStatus.out.find("\"version\":2"), std::string::npos) << viewerStatus.out;
+
+  // No certificate: the CLI says what is missing; a client that tries anyway fails the handshake.
+  auto noCert = testing::runEdgeward(fmt::format("policy apply {} --server 127.0.0.1:{} --ca {}",
+                                                 second, port, pki.file("ca.crt")));
+  EXPECT_NE(noCert.code, 0) << noCert.out;
+  EXPECT_EQ(noCert.out.find("applied"), std::string::npos) << noCert.out;
+  grpc::SslCredentialsOptions o;
+  {
+    std::ifstream in(pki.file("ca.crt"));
+    o.pem_root_certs.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto stub = edgeward::v1::Agent::NewStub(
+      grpc::CreateChannel(fmt::format("127.0.0.1:{}", port), grpc::SslCredentials(o)));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  edgeward::v1::ApplyPolicyRequest req;
+  req.set_yaml(policyYaml("fourth", {7004}));
+  edgeward::v1::ApplyPolicyResponse resp;
+  auto status = stub->ApplyPolicy(&ctx, req, &resp);
+  EXPECT_TRUE(status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+              status.error_code() == grpc::StatusCode::UNAUTHENTICATED)
+      << status.error_code() << " " << status.error_message();
+
+  auto foreign = testing::runEdgeward("policy apply " + second + " " + as("foreign"));
+  EXPECT_EQ(foreign.code, 5) << foreign.out;  // the agent is unreachable for this client
+
+  auto st = client()->status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->policy.version, 2u);
+  EXPECT_EQ(st->policy.name, "second");
+  EXPECT_EQ(st->policy.author, "admin-alice");
+}
+
+// Patches through the real agent: the stored text is the old one with the identity's list edited,
+// the version history, --if-version, --dry-run and rollback work as for apply, and packets see
+// the patched policy.
+TEST_F(AgentLab, PatchesChangePrefixesAsVersionedTransactions) {
+  startAgent();
+  auto c = client();
+  ASSERT_TRUE(c);
+  auto before = c->getPolicy();
+  ASSERT_TRUE(before);
+
+  auto dry = testing::runEdgeward(fmt::format(
+      "policy patch --identity client --add 10.77.0.0/28 --dry-run --server unix://{}", socket_));
+  EXPECT_EQ(dry.code, 0) << dry.out;
+  EXPECT_NE(dry.out.find("10.77.0.0/28"), std::string::npos) << dry.out;
+  EXPECT_EQ(c->status()->policy.version, 1u);
+
+  auto conflict = testing::runEdgeward(fmt::format(
+      "policy patch --identity client --add 10.77.0.0/28 --if-version 7 --server unix://{}",
+      socket_));
+  EXPECT_EQ(conflict.code, 3) << conflict.out;
+
+  auto bad = testing::runEdgeward(
+      fmt::format("policy patch --identity clinet --add 10.77.0.0/28 --server unix://{}", socket_));
+  EXPECT_EQ(bad.code, 1) << bad.out;
+  EXPECT_NE(bad.out.find("patch: unknown identity \"clinet\" (did you mean \"client\"?)"),
+            std::string::npos)
+      << bad.out;
+  EXPECT_EQ(c->status()->policy.version, 1u);
+
+  auto ok = testing::runEdgeward(fmt::format(
+      "policy patch --identity client --add 10.77.0.16/28 2001:db8:77::/48 --if-version 1 "
+      "--server unix://{}",
+      socket_));
+  EXPECT_EQ(ok.code, 0) << ok.out;
+  EXPECT_NE(ok.out.find("as version 2"), std::string::npos) << ok.out;
+  auto v2 = c->getPolicy();
+  ASSERT_TRUE(v2);
+  EXPECT_EQ(v2->first.origin, "patch");
+  EXPECT_EQ(v2->second, std::string(before->second)
+                            .replace(before->second.find("[10.77.0.1]"), 11,
+                                     "[10.77.0.1, 10.77.0.16/28, 2001:db8:77::/48]"));
+
+  // The packet path: with the client's address removed, its datagrams to 7001 are dropped.
+  auto swap = testing::runEdgeward(fmt::format(
+      "policy patch --identity client --remove 10.77.0.1 --add 10.77.0.2 --server unix://{}",
+      socket_));
+  EXPECT_EQ(swap.code, 0) << swap.out;
+  auto srv = netns::EchoServer::start(server_.name(), {{netns::Proto::Udp, 7001}});
+  ASSERT_TRUE(srv) << srv.error().str();
+  auto send = [&] {
+    return netns::runIn(client_.name(),
+                        [&] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 7001, 20, 300ms); });
+  };
+  auto sent = send();
+  ASSERT_TRUE(sent);
+  EXPECT_EQ((*srv)->udpReceived(), 0u);
+
+  // Rollback to version 2 brings the client's address back, as a new version.
+  auto rb = c->rollbackPolicy(2);
+  ASSERT_TRUE(rb) << rb.error().str();
+  EXPECT_EQ(rb->version, 4u);
+  sent = send();
+  ASSERT_TRUE(sent);
+  EXPECT_EQ((*srv)->udpReceived(), 20u);
+
+  // After more patches on top of the rollback, the agent restarts from the stored text and
+  // enforces the same thing.
+  auto more = testing::runEdgeward(
+      fmt::format("policy patch --identity client --add 10.77.1.0/24 --server unix://{}", socket_));
+  EXPECT_EQ(more.code, 0) << more.out;
+  auto text = c->getPolicy();
+  ASSERT_TRUE(text);
+  auto parsed = policy::parsePolicy(text->second, "stored");
+  ASSERT_TRUE(parsed) << parsed.error().str();
+  ASSERT_EQ(parsed->identities.size(), 1u);
+  std::vector<std::string> got;
+  for (const auto& p : parsed->identities[0].prefixes) got.push_back(p.str());
+  EXPECT_EQ(got, (std::vector<std::string>{"10.77.0.1/32", "10.77.0.16/28", "2001:db8:77::/48",
+                                           "10.77.1.0/24"}));
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // program's lookup (including its fragment handling).
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -15,6 +16,7 @@
 #include "firewall.h"
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
+#include "policy/patch.h"
 #include "policy/policy.h"
 #include "support/image_lookup.h"
 #include "support/policy_builders.h"
@@ -542,6 +544,60 @@ TEST(PolicyEvaluator, AgreesWithTheCompiledImageOnRandomPolicies) {
   // The generator must exercise the interesting paths, not just the default.
   EXPECT_GT(fragments, checked / 10);
   EXPECT_GT(ruleVerdicts, checked / 4);
+}
+
+// compileChange() after each of a run of patches decides every packet as the evaluator does on
+// the patched policy, and as a full compile of it; the rendered text reads back to the policy.
+TEST(PolicyEvaluator, PatchedImageAgreesWithTheEvaluatorAndAFullCompile) {
+  Random rnd(20261202);
+  size_t checked = 0, incremental = 0;
+  for (int round = 0; round < 120; round++) {
+    Policy pol = rnd.policy();
+    pol.name = "patched";
+    if (pol.identities.empty()) continue;
+    auto image = compile(pol);
+    ASSERT_TRUE(image.has_value()) << image.error().str();
+    for (int step = 0; step < 6; step++) {
+      Identity& id = pol.identities[rnd.below(uint32_t(pol.identities.size()))];
+      IdentityPatch patch{id.name, {}, {}};
+      for (const Prefix& p : id.prefixes)
+        if (patch.remove.size() + 1 < id.prefixes.size() && rnd.chance(40))
+          patch.remove.push_back(p.str());
+      for (uint32_t k = rnd.below(4); k > 0; k--) {
+        Prefix p = rnd.prefix(rnd.chance(60) ? Family::V4 : Family::V6);
+        bool fresh = std::ranges::find(id.prefixes, p) == id.prefixes.end() &&
+                     std::ranges::find(patch.add, p.str()) == patch.add.end();
+        if (fresh) patch.add.push_back(p.str());
+      }
+      if (patch.add.empty() && patch.remove.empty()) continue;
+      auto changes = planPatch(pol, std::span(&patch, 1));
+      ASSERT_TRUE(changes.has_value()) << changes.error().str();
+      const std::string text = applyPatch(pol, "", *changes);
+      auto reread = parsePolicy(text, "rendered.yaml");
+      ASSERT_TRUE(reread.has_value()) << reread.error().str() << "\n" << text;
+      ASSERT_EQ(describe(*reread), describe(pol));
+
+      const bool wasIncremental = image->state != nullptr;
+      image = compileChange(pol, std::move(*image), *changes);
+      ASSERT_TRUE(image.has_value()) << image.error().str();
+      incremental += wasIncremental;
+      auto full = compile(pol);
+      ASSERT_TRUE(full.has_value());
+      EXPECT_EQ(image->stats.prefixes4, full->stats.prefixes4);
+      EXPECT_EQ(image->stats.prefixes6, full->stats.prefixes6);
+      for (int k = 0; k < 150; k++) {
+        const PacketFacts f = rnd.facts(pol);
+        const Verdict want = evaluate(pol, f);
+        ASSERT_EQ(show(pol, programVerdict(*image, f)), show(pol, want))
+            << "round " << round << " step " << step << ": " << describe(f) << "\n"
+            << describe(pol);
+        ASSERT_EQ(show(pol, programVerdict(*full, f)), show(pol, want));
+        checked++;
+      }
+    }
+  }
+  EXPECT_GT(checked, 20000u);
+  EXPECT_GT(incremental, 300u);
 }
 
 }  // namespace
