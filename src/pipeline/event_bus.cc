@@ -63,8 +63,26 @@ void EventBus::unsubscribe(const std::shared_ptr<Subscription>& s) {
   s->close();
 }
 
-void EventBus::publish(std::span<const Event> events) {
-  if (events.empty()) return;
+void EventBus::setStage(Stage stage) {
+  std::lock_guard lock(mu_);
+  stage_ = stage ? std::make_shared<const Stage>(std::move(stage)) : nullptr;
+}
+
+void EventBus::publish(std::span<const Event> input) {
+  if (input.empty()) return;
+  std::shared_ptr<const Stage> stage;
+  {
+    std::lock_guard lock(mu_);
+    stage = stage_;
+  }
+  std::vector<Event> staged;
+  std::span<const Event> events = input;
+  if (stage) {
+    staged.assign(input.begin(), input.end());
+    (*stage)(staged);
+    events = staged;
+    if (events.empty()) return;
+  }
   std::vector<std::shared_ptr<Subscription>> subs;
   {
     std::lock_guard lock(mu_);

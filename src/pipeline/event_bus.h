@@ -62,7 +62,11 @@ class EventBus {
   std::shared_ptr<Subscription> subscribe(std::string name, size_t capacity,
                                           Subscription::Filter filter = {});
   void unsubscribe(const std::shared_ptr<Subscription>& s);
-  // Hands a batch to every subscriber and to the recent-events ring.
+  // A stage runs on each batch before any subscriber sees it, on the publishing thread, and
+  // may drop (erase), rewrite or add events: the plugin stage. Empty: none.
+  using Stage = std::function<void(std::vector<Event>&)>;
+  void setStage(Stage stage);
+  // Hands a batch (through the stage) to every subscriber and to the recent-events ring.
   void publish(std::span<const Event> events);
   // The last events published (oldest first), at most n, that `filter` accepts.
   std::vector<Event> recent(size_t n, const Subscription::Filter& filter = {}) const;
@@ -81,6 +85,7 @@ class EventBus {
   std::deque<Event> recent_;
   size_t recentCapacity_;
   std::atomic<uint64_t> published_{0};
+  std::shared_ptr<const Stage> stage_;
 };
 
 }  // namespace edgeward::pipeline

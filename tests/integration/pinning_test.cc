@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -156,6 +157,32 @@ constexpr std::chrono::milliseconds kReply = 2s, kDropped = 300ms;
 
 // Frames a veth dropped on transmit because its peer's queue was full (the kernel counts them
 // as the sender's tx_dropped): lost before any program saw them, as on a real link under load.
+// UDP datagrams a namespace's sockets could not take (receive buffer full while the receiver
+// was not scheduled): /proc/net/snmp's Udp InErrors, which includes RcvbufErrors.
+uint64_t udpInErrors(const std::string& ns) {
+  auto r = testing::runShell(fmt::format("ip netns exec {} cat /proc/net/snmp", ns));
+  std::istringstream in(r.out);
+  std::string header, values, line;
+  while (std::getline(in, line))
+    if (line.starts_with("Udp: ")) (header.empty() ? header : values) = line;
+  std::istringstream h(header), v(values);
+  std::string name, value;
+  while (h >> name && v >> value)
+    if (name == "InErrors") return std::stoull(value);
+  ADD_FAILURE() << "no Udp InErrors in " << r.out;
+  return 0;
+}
+
+// Frames or datagrams the kernel dropped on the way to the server namespace before or after
+// the program: the client veth's full peer queue, the server sockets' full buffers.
+uint64_t txDropped(const std::string& ns, const std::string& dev);
+uint64_t kernelDropsTowards(const Lab& lab) {
+  return txDropped(lab.client.name(), lab.clientIf) + udpInErrors(lab.server.name());
+}
+uint64_t kernelDropsBack(const Lab& lab) {
+  return txDropped(lab.server.name(), lab.serverIf) + udpInErrors(lab.client.name());
+}
+
 uint64_t txDropped(const std::string& ns, const std::string& dev) {
   auto r = testing::runShell(fmt::format("ip -n {} -j -s link show dev {}", ns, dev));
   if (r.code != 0) {
@@ -180,8 +207,8 @@ class Streams {
   explicit Streams(const Lab& lab)
       : lab_(lab),
         before_(lab.serverEcho->udpReceived()),
-        queueDropsBefore_(txDropped(lab.client.name(), lab.clientIf)),
-        replyQueueDropsBefore_(txDropped(lab.server.name(), lab.serverIf)),
+        queueDropsBefore_(kernelDropsTowards(lab)),
+        replyQueueDropsBefore_(kernelDropsBack(lab)),
         started_(std::chrono::steady_clock::now()) {
     allowed_ = std::thread([this] { run(kDns, 3s, allowedSent_, allowedReplies_, allowedError_); });
     denied_ =
@@ -199,22 +226,24 @@ class Streams {
     EXPECT_TRUE(deniedError_.empty()) << deniedError_;
     EXPECT_GT(allowedSent_, 0);
     EXPECT_EQ(deniedReplies_, 0) << "denied datagrams answered";
-    // Every allowed datagram reached the server, except those the veth itself dropped before
-    // the program ran (its peer's queue full: seen when the machine is saturated). Those are
-    // counted by the kernel, so the loss must be fully accounted for by them; no allowed
-    // datagram may be lost to the program swap.
+    // Every allowed datagram reached the server, except those the kernel dropped outside the
+    // program (a full veth queue, a full socket buffer while the echo server was not scheduled:
+    // seen when the machine is saturated). The kernel counts those, so the loss must be fully
+    // accounted for by them; no allowed datagram may be lost to the program swap.
     const uint64_t received = lab_.serverEcho->udpReceived() - before_;
-    const uint64_t queueDrops = txDropped(lab_.client.name(), lab_.clientIf) - queueDropsBefore_;
+    const uint64_t queueDrops = kernelDropsTowards(lab_) - queueDropsBefore_;
     const uint64_t missing = static_cast<uint64_t>(allowedSent_) - received;
     EXPECT_LE(received, static_cast<uint64_t>(allowedSent_)) << "denied datagrams arrived";
     EXPECT_LE(missing, queueDrops)
-        << missing << " allowed datagrams lost, " << queueDrops << " dropped by the veth queue";
-    const uint64_t replyQueueDrops =
-        txDropped(lab_.server.name(), lab_.serverIf) - replyQueueDropsBefore_;
+        << missing << " allowed datagrams lost, " << queueDrops
+        << " dropped by the kernel outside the program (veth queue, socket buffers)";
+    const uint64_t replyQueueDrops = kernelDropsBack(lab_) - replyQueueDropsBefore_;
     EXPECT_LE(received - static_cast<uint64_t>(allowedReplies_), replyQueueDrops)
         << "replies lost beyond what the veth queue dropped";
     if (queueDrops || replyQueueDrops)
-      fmt::print(stderr, "note: the veth dropped {} + {} frames on full queues (machine busy)\n",
+      fmt::print(stderr,
+                 "note: the kernel dropped {} + {} datagrams on full queues or socket buffers "
+                 "(machine busy)\n",
                  queueDrops, replyQueueDrops);
     EXPECT_LT(started_, lastChange) << "the streams started after the change: not covered";
   }

@@ -84,6 +84,28 @@ TEST(EventBus, FiltersAndTheRecentRing) {
   EXPECT_EQ(bus.recent(2)[0].dport, 84) << "the newest n, oldest first";
 }
 
+TEST(EventBus, AStageDropsRewritesAndAddsBeforeSubscribers) {
+  EventBus bus;
+  auto s = bus.subscribe("s", 100);
+  bus.setStage([](std::vector<Event>& b) {
+    std::erase_if(b, [](const Event& e) { return e.dport == 22; });  // drop
+    for (auto& e : b) e.sport = 1;                                    // rewrite
+    Event extra = drop(9999);
+    extra.kind = EW_EV_CUSTOM;
+    b.push_back(extra);  // add
+  });
+  bus.publish(std::vector<Event>{drop(22), drop(80)});
+  auto got = s->next(10, 10ms).events;
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].dport, 80);
+  EXPECT_EQ(got[0].sport, 1);
+  EXPECT_EQ(got[1].kind, EW_EV_CUSTOM);
+  EXPECT_EQ(bus.published(), 2u) << "what subscribers got";
+  bus.setStage({});
+  bus.publish(std::vector<Event>{drop(22)});
+  EXPECT_EQ(s->next(10, 10ms).events.size(), 1u);
+}
+
 TEST(EventBus, CloseWakesWaitingSubscribers) {
   EventBus bus;
   auto s = bus.subscribe("s", 10);
