@@ -99,6 +99,19 @@ class Reader {
                       std::string_view what);
   // A scalar as text; an empty value reads as "".
   Result<std::string> text(const YAML::Node& n, const std::string& path);
+  // A scalar that must not be empty.
+  Result<std::string> nonEmpty(const YAML::Node& n, const std::string& path);
+  // Loads the document and returns parse(root); a stray yaml-cpp exception becomes an error.
+  template <typename F>
+  auto parseDocument(F&& parse) -> decltype(parse(std::declval<const YAML::Node&>())) {
+    auto root = load();
+    if (!root) return std::unexpected(root.error());
+    try {
+      return parse(*root);
+    } catch (const YAML::Exception& e) {
+      return std::unexpected(Error(source_ + ": unexpected YAML error: " + e.what()));
+    }
+  }
   // Checks that `node` is a map whose keys are all known and none repeats.
   Result<Fields> fields(const YAML::Node& node, const std::string& path,
                         std::span<const std::string_view> known,

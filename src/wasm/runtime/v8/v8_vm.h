@@ -1,0 +1,19 @@
+// The V8 engine (Debian's libnode108, V8 10.2), reachable only through createV8Vm().
+#pragma once
+
+#include <memory>
+
+#include "wasm/wasm_vm.h"
+
+namespace edgeward::wasm {
+
+// Process-wide V8 settings; they take effect only before the first VM is created.
+struct V8Options {
+  // Bounds checks by guard pages: faster guest code, but ~10 GiB of address space per memory.
+  bool trapHandler = false;
+};
+void configureV8(const V8Options& options);
+
+std::unique_ptr<WasmVm> createV8Vm(const VmOptions& options = {});
+
+}  // namespace edgeward::wasm
