@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   edgeward::cli::addResetCommand(app);
   edgeward::cli::addAgentCommand(app);
   edgeward::cli::addControllerCommand(app);
+  edgeward::cli::addFnCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
