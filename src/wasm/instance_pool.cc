@@ -40,6 +40,7 @@ Result<InstancePool::Lease> InstancePool::acquire(std::chrono::nanoseconds wait)
     if (!idle_.empty()) {
       lease.inst_ = std::move(idle_.back());
       idle_.pop_back();
+      lease.inst_->vm->bind();
       return lease;
     }
     live_++;
@@ -53,11 +54,48 @@ Result<InstancePool::Lease> InstancePool::acquire(std::chrono::nanoseconds wait)
   }
   counters_.created++;
   lease.inst_ = std::move(*inst);
+  lease.inst_->vm->bind();
   return lease;
 }
 
+InstancePool::~InstancePool() {
+  {
+    std::lock_guard l(mu_);
+    stop_ = true;
+  }
+  dirtyCv_.notify_all();
+  if (recycler_.joinable()) recycler_.join();
+}
+
+void InstancePool::recycleLoop() {
+  std::unique_lock l(mu_);
+  while (true) {
+    dirtyCv_.wait(l, [&] { return stop_ || !dirty_.empty(); });
+    if (stop_) return;
+    auto inst = std::move(dirty_.back());
+    dirty_.pop_back();
+    l.unlock();
+    bool ok = static_cast<bool>(recycle_(*inst));
+    if (!ok) inst.reset();
+    l.lock();
+    if (ok) {
+      idle_.push_back(std::move(inst));
+    } else {
+      live_--;
+      counters_.discarded++;
+    }
+    cv_.notify_one();
+  }
+}
+
 void InstancePool::give(std::unique_ptr<Instance> inst, bool discard) {
-  if (!discard && recycle_ && !recycle_(*inst)) discard = true;
+  if (!discard && recycle_) {
+    std::lock_guard l(mu_);
+    dirty_.push_back(std::move(inst));
+    if (!recycler_.joinable()) recycler_ = std::thread([this] { recycleLoop(); });
+    dirtyCv_.notify_one();
+    return;
+  }
   if (discard) inst.reset();  // outside the lock: disposing an isolate takes a while
   std::lock_guard l(mu_);
   if (discard) {
@@ -101,6 +139,7 @@ InstancePool::Lease& InstancePool::Lease::operator=(Lease&& o) noexcept {
 InstancePool::Lease::~Lease() { release(); }
 
 void InstancePool::Lease::release() {
+  if (inst_) inst_->vm->unbind();
   if (pool_ && inst_) pool_->give(std::move(inst_), discard_);
   pool_.reset();
   inst_.reset();

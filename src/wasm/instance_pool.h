@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "wasm/engines.h"
@@ -37,7 +38,10 @@ class InstancePool : public std::enable_shared_from_this<InstancePool> {
   // Makes a used instance fresh again (functions: a new instance of the module); null = reuse.
   using Recycle = std::function<Result<void>(Instance&)>;
 
+  // With `recycle`, returned instances are recycled by a worker thread of the pool, off the
+  // caller's path; they count as live (not idle) meanwhile.
   static std::shared_ptr<InstancePool> make(Create create, Recycle recycle, uint32_t maxLive);
+  ~InstancePool();
 
   // Creates instances until n are idle (or maxLive are alive).
   Result<void> prewarm(uint32_t n);
@@ -79,6 +83,7 @@ class InstancePool : public std::enable_shared_from_this<InstancePool> {
   InstancePool(Create create, Recycle recycle, uint32_t maxLive)
       : create_(std::move(create)), recycle_(std::move(recycle)), maxLive_(maxLive) {}
   void give(std::unique_ptr<Instance> inst, bool discard);
+  void recycleLoop();
 
   Create create_;
   Recycle recycle_;
@@ -86,6 +91,10 @@ class InstancePool : public std::enable_shared_from_this<InstancePool> {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Instance>> idle_;
+  std::vector<std::unique_ptr<Instance>> dirty_;  // waiting for the recycler
+  std::condition_variable dirtyCv_;
+  std::thread recycler_;
+  bool stop_ = false;
   uint32_t live_ = 0;  // idle + busy + being created
   Stats counters_;
 };

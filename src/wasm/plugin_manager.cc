@@ -220,7 +220,7 @@ PluginManager::~PluginManager() {
   asyncCv_.notify_all();
   async_.join();
   std::lock_guard l(mu_);
-  plugins_.clear();
+  plugins_ = std::make_shared<const PluginList>();
 }
 
 Result<std::shared_ptr<PluginManager::Version>> PluginManager::build(
@@ -257,7 +257,7 @@ Result<std::shared_ptr<PluginManager::Version>> PluginManager::build(
     j.due = Clock::now() + std::chrono::milliseconds(ms);
     j.plugin = nullptr;
     std::lock_guard l(mu_);
-    for (auto& sp : plugins_)
+    for (auto& sp : *plugins_)
       if (sp.get() == &pl) j.plugin = sp;
     if (!j.plugin) {
       pl.pending.fetch_sub(1);
@@ -292,7 +292,7 @@ Result<std::shared_ptr<PluginManager::Version>> PluginManager::build(
 Result<void> PluginManager::load(const Manifest& manifest, std::span<const uint8_t> wasm) {
   {
     std::lock_guard l(mu_);
-    for (auto& p : plugins_)
+    for (auto& p : *plugins_)
       if (p->name == manifest.name)
         return fail(ErrorCode::Conflict,
                     fmt::format("plugin {} is already loaded (replace it, or unload it first)",
@@ -304,10 +304,12 @@ Result<void> PluginManager::load(const Manifest& manifest, std::span<const uint8
   EW_TRY(v, build(manifest, wasm, plugin));
   plugin->version = *v;
   std::lock_guard l(mu_);
-  for (auto& p : plugins_)
+  for (auto& p : *plugins_)
     if (p->name == manifest.name)
       return fail(ErrorCode::Conflict, fmt::format("plugin {} is already loaded", manifest.name));
-  plugins_.push_back(std::move(plugin));
+  auto next = std::make_shared<PluginList>(*plugins_);
+  next->push_back(std::move(plugin));
+  plugins_ = std::move(next);
   return {};
 }
 
@@ -315,7 +317,7 @@ Result<void> PluginManager::replace(const Manifest& manifest, std::span<const ui
   std::shared_ptr<Plugin> plugin;
   {
     std::lock_guard l(mu_);
-    for (auto& p : plugins_)
+    for (auto& p : *plugins_)
       if (p->name == manifest.name) plugin = p;
   }
   if (!plugin)
@@ -336,12 +338,15 @@ Result<void> PluginManager::unload(const std::string& name) {
   std::shared_ptr<Plugin> gone;
   {
     std::lock_guard l(mu_);
-    for (auto it = plugins_.begin(); it != plugins_.end(); ++it)
-      if ((*it)->name == name) {
-        gone = *it;
-        plugins_.erase(it);
-        break;
+    auto next = std::make_shared<PluginList>();
+    for (auto& p : *plugins_) {
+      if (p->name == name) {
+        gone = p;
+      } else {
+        next->push_back(p);
       }
+    }
+    plugins_ = std::move(next);
   }
   if (!gone) return fail(ErrorCode::NotFound, fmt::format("plugin {} is not loaded", name));
   gone->unloaded = true;  // pending completions are dropped
@@ -349,7 +354,8 @@ Result<void> PluginManager::unload(const std::string& name) {
 }
 
 Result<void> PluginManager::enable(const std::string& name) {
-  for (auto& p : snapshot())
+  auto list = snapshot();
+  for (auto& p : *list)
     if (p->name == name) {
       std::lock_guard l(p->mu);
       p->disabledReason.clear();
@@ -360,7 +366,7 @@ Result<void> PluginManager::enable(const std::string& name) {
   return fail(ErrorCode::NotFound, fmt::format("plugin {} is not loaded", name));
 }
 
-std::vector<std::shared_ptr<PluginManager::Plugin>> PluginManager::snapshot() const {
+std::shared_ptr<const PluginManager::PluginList> PluginManager::snapshot() const {
   std::lock_guard l(mu_);
   return plugins_;
 }
@@ -373,12 +379,14 @@ PluginStats statsOf(const PluginManager::Plugin& p);
 
 std::vector<PluginStats> PluginManager::list() const {
   std::vector<PluginStats> out;
-  for (auto& p : snapshot()) out.push_back(statsOf(*p));
+  auto list = snapshot();
+  for (auto& p : *list) out.push_back(statsOf(*p));
   return out;
 }
 
 Result<PluginStats> PluginManager::stats(const std::string& name) const {
-  for (auto& p : snapshot())
+  auto list = snapshot();
+  for (auto& p : *list)
     if (p->name == name) return statsOf(*p);
   return fail(ErrorCode::NotFound, fmt::format("plugin {} is not loaded", name));
 }
@@ -428,44 +436,53 @@ Verdict policyVerdict(FailurePolicy p) {
 }  // namespace
 
 EventResult PluginManager::onEvent(std::span<const uint8_t> event) {
-  EventResult out;
-  std::vector<uint8_t> current;
-  std::span<const uint8_t> data = event;
-  uint16_t kind = 0;
-  if (event.size() >= 2) std::memcpy(&kind, event.data(), 2);
-  for (auto& p : snapshot()) {
-    std::vector<uint8_t> replacement;
-    Verdict v;
-    {
-      auto ver = p->current();
-      const auto& subs = ver->manifest.events;
-      if (!subs.empty() && std::find(subs.begin(), subs.end(), kind) == subs.end()) continue;
-    }
-    v = run(*p, data, replacement);
-    if (v == Verdict::Drop) return {Verdict::Drop, {}};
-    if (v == Verdict::Replace) {
-      current = std::move(replacement);
-      data = current;
-      out.verdict = Verdict::Replace;
+  return std::move(onEvents(std::span<const std::span<const uint8_t>>(&event, 1))[0]);
+}
+
+std::vector<EventResult> PluginManager::onEvents(std::span<const std::span<const uint8_t>> events) {
+  std::vector<EventResult> out(events.size());
+  std::vector<std::span<const uint8_t>> data(events.begin(), events.end());
+  std::vector<uint16_t> kinds(events.size(), 0);
+  for (size_t i = 0; i < events.size(); i++)
+    if (events[i].size() >= 2) std::memcpy(&kinds[i], events[i].data(), 2);
+  auto list = snapshot();
+  for (auto& p : *list) {
+    auto ver = p->current();
+    const auto& subs = ver->manifest.events;
+    std::optional<InstancePool::Lease> lease;  // one instance for the whole batch
+    for (size_t i = 0; i < events.size(); i++) {
+      if (out[i].verdict == Verdict::Drop) continue;
+      if (!subs.empty() && std::find(subs.begin(), subs.end(), kinds[i]) == subs.end()) continue;
+      std::vector<uint8_t> replacement;
+      Verdict v = run(*p, ver, lease, data[i], replacement);
+      if (v == Verdict::Drop) {
+        out[i] = {Verdict::Drop, {}};
+      } else if (v == Verdict::Replace) {
+        out[i].verdict = Verdict::Replace;
+        out[i].bytes = std::move(replacement);
+        data[i] = out[i].bytes;
+      }
     }
   }
-  if (out.verdict == Verdict::Replace) out.bytes = std::move(current);
   return out;
 }
 
-Verdict PluginManager::run(Plugin& p, std::span<const uint8_t> data,
+Verdict PluginManager::run(Plugin& p, const std::shared_ptr<Version>& v,
+                           std::optional<InstancePool::Lease>& lease, std::span<const uint8_t> data,
                            std::vector<uint8_t>& replacement) {
-  auto v = p.current();
   FailurePolicy policy = v->manifest.failure;
   if (!p.enabled) return policyVerdict(policy);
   if (!p.rate.take(v->eff.limits.callsPerSecond)) {
     p.rateLimited.add();
     return policyVerdict(policy);
   }
-  auto lease = v->pool->acquire(std::chrono::nanoseconds(v->eff.limits.cpuPerCallNs));
   if (!lease) {
-    p.busy.add();
-    return policyVerdict(policy);
+    auto l = v->pool->acquire(std::chrono::nanoseconds(v->eff.limits.cpuPerCallNs));
+    if (!l) {
+      p.busy.add();
+      return policyVerdict(policy);
+    }
+    lease.emplace(std::move(*l));
   }
   Instance& inst = **lease;
   Services& s = servicesOf(inst);
@@ -484,7 +501,7 @@ Verdict PluginManager::run(Plugin& p, std::span<const uint8_t> data,
     Failure kind = inst.vm->failure();
     s.dropAsync();
     lease->discard();
-    lease->release();
+    lease.reset();
     return failed(p, *v, r.error(), kind);
   }
   auto emitted = std::move(s.emitted);
@@ -494,7 +511,7 @@ Verdict PluginManager::run(Plugin& p, std::span<const uint8_t> data,
     // A guest that answers nonsense is broken: its instance goes, like one that trapped.
     s.dropAsync();
     lease->discard();
-    lease->release();
+    lease.reset();
     std::string why =
         code == 2
             ? "ew_on_event returned EW_REPLACE without calling ew_replace"
@@ -507,7 +524,6 @@ Verdict PluginManager::run(Plugin& p, std::span<const uint8_t> data,
       for (auto& [topic, bytes] : emitted) cb_.emit(p.name, topic, bytes);
   }
   s.flushAsync();
-  lease->release();
   Verdict verdict = Verdict::Pass;
   if (code == 0) {
     p.passed.add();

@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <queue>
 #include <span>
 #include <string>
@@ -100,6 +101,9 @@ class PluginManager {
   Result<PluginStats> stats(const std::string& name) const;
 
   EventResult onEvent(std::span<const uint8_t> event);
+  // A batch (as read from a ring buffer): each plugin runs the whole batch on one instance,
+  // which saves the per-event instance hand-over. Results are in the order of `events`.
+  std::vector<EventResult> onEvents(std::span<const std::span<const uint8_t>> events);
 
   // Waits until no async completion is pending (tests, orderly shutdown).
   bool waitIdle(std::chrono::milliseconds timeout);
@@ -112,8 +116,12 @@ class PluginManager {
   struct Job;
   Result<std::shared_ptr<Version>> build(const Manifest& m, std::span<const uint8_t> wasm,
                                          const std::shared_ptr<Plugin>& plugin);
-  std::vector<std::shared_ptr<Plugin>> snapshot() const;
-  Verdict run(Plugin& p, std::span<const uint8_t> data, std::vector<uint8_t>& replacement);
+  using PluginList = std::vector<std::shared_ptr<Plugin>>;
+  std::shared_ptr<const PluginList> snapshot() const;
+  // One call of ew_on_event on `lease` (acquired if empty; emptied when the call failed).
+  Verdict run(Plugin& p, const std::shared_ptr<Version>& v,
+              std::optional<InstancePool::Lease>& lease, std::span<const uint8_t> data,
+              std::vector<uint8_t>& replacement);
   Verdict failed(Plugin& p, Version& v, const Error& e, Failure kind);
   void schedule(Job job);
   void asyncLoop();
@@ -124,7 +132,8 @@ class PluginManager {
   VmFactory engine_;
   ModuleCache cache_;
   mutable std::mutex mu_;
-  std::vector<std::shared_ptr<Plugin>> plugins_;  // load order
+  // Load order; copied on write so an event takes one shared_ptr, not the list.
+  std::shared_ptr<const PluginList> plugins_ = std::make_shared<const PluginList>();
 
   // Async completions (ew_publish, ew_timer): one thread, ordered by due time then token order.
   std::mutex asyncMu_;

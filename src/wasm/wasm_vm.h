@@ -169,6 +169,10 @@ class WasmVm {
   virtual Memory getMemory() = 0;
   // Stops the running call (any thread); the call fails with Failure::Timeout.
   virtual void terminate() = 0;
+  // Pins the VM to the calling thread until unbind(), so the calls in between skip the per-call
+  // engine locking. The pool binds a VM for the duration of a lease.
+  virtual void bind() {}
+  virtual void unbind() {}
 
   // Host-side state the embedder attaches (WASI context, plugin context).
   void setUserData(void* p) { userData_ = p; }

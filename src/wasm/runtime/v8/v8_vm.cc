@@ -85,6 +85,7 @@ class V8Vm final : public WasmVm {
   }
 
   ~V8Vm() override {
+    unbind();
     {
       v8::Locker locker(isolate_);
       v8::Isolate::Scope is(isolate_);
@@ -280,6 +281,17 @@ class V8Vm final : public WasmVm {
 
   void terminate() override { isolate_->TerminateExecution(); }
 
+  void bind() override {
+    if (bound_) return;
+    bound_ = std::make_unique<v8::Locker>(isolate_);
+    isolate_->Enter();
+  }
+  void unbind() override {
+    if (!bound_) return;
+    isolate_->Exit();
+    bound_.reset();
+  }
+
  private:
   struct HostEntry {
     V8Vm* vm = nullptr;
@@ -425,6 +437,7 @@ class V8Vm final : public WasmVm {
   }
 
   WatchedCall watch_;
+  std::unique_ptr<v8::Locker> bound_;  // between bind() and unbind()
   uint64_t cpuLimitNs_;
   v8::Isolate* isolate_ = nullptr;
   v8::Global<v8::Context> context_;
