@@ -110,7 +110,7 @@ std::string describeEvent(std::span<const uint8_t> b) {
                      : ev.proto == 17 ? "udp"
                                       : std::to_string(ev.proto),
                      s, ev.sport, d, ev.dport,
-                     static_cast<int64_t>(ev.rule == 0xffffffff ? -1 : ev.rule), ev.value,
+                     ev.rule == 0xffffffff ? std::string("-") : std::to_string(ev.rule), ev.value,
                      ev.reserved);
 }
 
