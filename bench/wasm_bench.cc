@@ -13,7 +13,8 @@
 //   function       FunctionRunner::invoke of plugins/examples/wordcount.wasm with 1 KiB input,
 //                  p50/p99 at concurrency 1 and 16 vs the same word count in C++
 //
-//   ew_bench_wasm [--quick] [--trap-handler] [--out FILE]
+//   ew_bench_wasm [--quick] [--trap-handler] [--eager] [--out FILE]
+//   (--eager: V8 compiles every function at load instead of on first call)
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -119,7 +120,7 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, trap = false;
+  bool quick = false, trap = false, eager = false;
   std::string out = "bench/results/wasm.md";
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
@@ -127,12 +128,14 @@ int main(int argc, char** argv) {
       quick = true;
     else if (a == "--trap-handler")
       trap = true;
+    else if (a == "--eager")
+      eager = true;
     else if (a == "--out" && i + 1 < argc)
       out = argv[++i];
     else
-      die("usage: ew_bench_wasm [--quick] [--trap-handler] [--out FILE]");
+      die("usage: ew_bench_wasm [--quick] [--trap-handler] [--eager] [--out FILE]");
   }
-  ew::configureV8({.trapHandler = trap});
+  ew::configureV8({.trapHandler = trap, .lazyCompilation = !eager});
   std::string machine = eb::machineLine();
   std::vector<Row> rows;
   const int coldRounds = quick ? 5 : 20;
@@ -170,9 +173,15 @@ int main(int argc, char** argv) {
     forkNs.push_back(nsSince(t0));
   }
   double coldMed = eb::median(coldNs);
-  rows.push_back({fmt::format("cold start, {} KB module (new VM {} + compile {} + instantiate {})",
-                              cold.size() / 1000, us(eb::median(vmNs)), us(eb::median(compileNs)),
-                              us(eb::median(instNs))),
+  double loadMed = eb::median(compileNs) + eb::median(instNs);
+  rows.push_back(
+      {fmt::format("cold start, {} KB module: compile {} + instantiate {} (in an existing VM)",
+                   cold.size() / 1000, us(eb::median(compileNs)), us(eb::median(instNs))),
+       us(loadMed), us(eb::median(forkNs)) + " (fork+exec /bin/true)",
+       fmt::format("{:.1f}x", loadMed / eb::median(forkNs)),
+       loadMed <= 10e6 ? "≤ 10 ms: met" : "≤ 10 ms: MISSED"});
+  rows.push_back({fmt::format("cold start with a new VM (isolate {} + compile + instantiate)",
+                              us(eb::median(vmNs))),
                   us(coldMed), us(eb::median(forkNs)) + " (fork+exec /bin/true)",
                   fmt::format("{:.1f}x", coldMed / eb::median(forkNs)),
                   coldMed <= 10e6 ? "≤ 10 ms: met" : "≤ 10 ms: MISSED"});
@@ -364,10 +373,14 @@ int main(int argc, char** argv) {
 
   eb::MdTable t({"benchmark", "WebAssembly (V8)", "native C++", "ratio", "target"});
   for (auto& r : rows) t.row({r.what, r.wasm, r.native, r.ratio, r.target});
+  std::string args;
+  for (int i = 1; i < argc; i++) args += std::string(" ") + argv[i];
   std::string md = fmt::format(
-      "# WebAssembly runtime vs native\n\n{}\n\nV8 trap handler: {}. Command: `{}{}`\n\n{}",
-      machine, trap ? "on (guard pages)" : "off (explicit bounds checks)",
-      "build/bench/ew_bench_wasm", quick ? " --quick" : (trap ? " --trap-handler" : ""), t.str());
+      "# WebAssembly runtime vs native\n\n{}, source {}\n\nV8 trap handler: {}; wasm compilation: "
+      "{}. "
+      "Command: `build/bench/ew_bench_wasm{}`\n\n{}",
+      machine, eb::sourceRevision(), trap ? "on (guard pages)" : "off (explicit bounds checks)",
+      eager ? "eager (--eager)" : "lazy (on first call)", args, t.str());
   std::fputs(md.c_str(), stdout);
   std::ofstream f(out);
   if (!f) die("cannot write " + out);

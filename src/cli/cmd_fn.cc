@@ -97,8 +97,9 @@ std::vector<ew_event> generate(uint32_t n) {
 }
 
 std::string describeEvent(std::span<const uint8_t> b) {
-  if (b.size() < sizeof(ew_event))
-    return fmt::format("{} bytes: {}", b.size(), std::string(b.begin(), b.end()));
+  // Anything but an ew_event record (a plugin's JSON, say) is shown as text.
+  if (b.size() < sizeof(ew_event) || b[2] != EW_EVENT_VERSION || b[3] < sizeof(ew_event))
+    return std::string(b.begin(), b.end());
   ew_event ev;
   std::memcpy(&ev, b.data(), sizeof ev);
   char s[INET6_ADDRSTRLEN] = "?", d[INET6_ADDRSTRLEN] = "?";

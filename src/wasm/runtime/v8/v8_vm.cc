@@ -31,7 +31,7 @@ void initV8() {
       o = g_options;
     }
     // Guests are WebAssembly only: no JS source is ever compiled from guest input.
-    v8::V8::SetFlagsFromString("--no-expose-async-hooks --single-threaded-gc");
+    v8::V8::SetFlagsFromString(o.lazyCompilation ? "--wasm-lazy-compilation" : "");
     if (o.trapHandler) v8::V8::EnableWebAssemblyTrapHandler(true);
     static std::unique_ptr<v8::Platform> platform = v8::platform::NewDefaultPlatform(1);
     v8::V8::InitializePlatform(platform.get());

@@ -11,6 +11,9 @@ namespace edgeward::wasm {
 struct V8Options {
   // Bounds checks by guard pages: faster guest code, but ~10 GiB of address space per memory.
   bool trapHandler = false;
+  // Compile each function on its first call instead of at load (modules are still validated
+  // at load): cold start drops to decoding, the first calls pay for their code.
+  bool lazyCompilation = true;
 };
 void configureV8(const V8Options& options);
 
