@@ -77,6 +77,17 @@ std::optional<clockid_t> clockOf(uint32_t id) {
   }
 }
 
+// clock_res_get / clock_time_get: clock id in argument 0, nanoseconds stored at argument `out`.
+HostReturn clockQuery(HostCall& c, int (*query)(clockid_t, timespec*), size_t out) {
+  auto id = clockOf(c.u32(0));
+  if (!id) return err(kInval);
+  timespec ts{};
+  query(*id, &ts);
+  if (!c.memory().store<uint64_t>(c.u32(out), uint64_t(ts.tv_sec) * 1'000'000'000u + ts.tv_nsec))
+    return fault();
+  return err(kSuccess);
+}
+
 }  // namespace
 
 uint16_t fromErrno(int e) {
@@ -161,25 +172,8 @@ HostReturn WasiContext::argsGet(HostCall& c) { return putStrings(c, config_.args
 HostReturn WasiContext::environSizesGet(HostCall& c) { return putSizes(c, env_); }
 HostReturn WasiContext::environGet(HostCall& c) { return putStrings(c, env_); }
 
-HostReturn WasiContext::clockResGet(HostCall& c) {
-  auto id = clockOf(c.u32(0));
-  if (!id) return err(kInval);
-  timespec ts{};
-  clock_getres(*id, &ts);
-  if (!c.memory().store<uint64_t>(c.u32(1), uint64_t(ts.tv_sec) * 1'000'000'000u + ts.tv_nsec))
-    return fault();
-  return err(kSuccess);
-}
-
-HostReturn WasiContext::clockTimeGet(HostCall& c) {
-  auto id = clockOf(c.u32(0));
-  if (!id) return err(kInval);
-  timespec ts{};
-  clock_gettime(*id, &ts);
-  if (!c.memory().store<uint64_t>(c.u32(2), uint64_t(ts.tv_sec) * 1'000'000'000u + ts.tv_nsec))
-    return fault();
-  return err(kSuccess);
-}
+HostReturn WasiContext::clockResGet(HostCall& c) { return clockQuery(c, clock_getres, 1); }
+HostReturn WasiContext::clockTimeGet(HostCall& c) { return clockQuery(c, clock_gettime, 2); }
 
 HostReturn WasiContext::randomGet(HostCall& c) {
   auto v = c.memory().view(c.u32(0), c.u32(1));
