@@ -41,7 +41,10 @@ Result<void> FunctionRunner::deploy(const Manifest& m, std::span<const uint8_t> 
   f->manifest = m;
   EW_TRY(eff, resolve(m, caps_));
   f->eff = std::move(*eff);
-  auto mod = cache_.getCapped(wasm, f->eff.limits.memoryBytes);
+  // Exported mutable globals let the pool reset a used instance instead of instantiating again.
+  auto exported = exportMutableGlobals(wasm);
+  if (!exported) return err(exported.error());
+  auto mod = cache_.getCapped(*exported, f->eff.limits.memoryBytes);
   if (!mod) return err(mod.error());
   const Export* start = (*mod)->info().findExport("_start", ExternKind::Func);
   if (!start || start->type != FuncType{})
@@ -54,13 +57,21 @@ Result<void> FunctionRunner::deploy(const Manifest& m, std::span<const uint8_t> 
   auto module = *mod;
   uint64_t cpu = f->eff.limits.cpuPerCallNs;
   f->pool = InstancePool::make(
-      [=]() { return makeInstance(factory, module, cpu, wc, nullptr, "_start"); },
-      // A command runs once per instance: re-instantiate it (same VM) for the next caller.
+      [=]() -> Result<std::unique_ptr<Instance>> {
+        EW_TRY(inst, makeInstance(factory, module, cpu, wc, nullptr, "_start"));
+        EW_TRY(saved, (*inst)->vm->snapshot());
+        return std::move(*inst);
+      },
+      // A command runs once per instance: put the state saved after instantiation back (a
+      // memcpy), or instantiate again (same VM) when the memory grew.
       [](Instance& i) -> Result<void> {
         EW_TRY(r, i.wasi->reset());
+        EW_TRY(restored, i.vm->restore());
+        if (*restored) return {};
         EW_TRY(l, i.vm->link());
         EW_TRY(e, i.vm->getFunction("_start"));
         i.entry = *e;
+        EW_TRY(saved, i.vm->snapshot());
         return {};
       },
       f->eff.limits.instances);
@@ -128,6 +139,12 @@ Result<InvokeResult> FunctionRunner::invoke(const std::string& name, std::string
   out.out = inst.wasi->takeOut();
   out.err = inst.wasi->takeErr();
   out.exitCode = r->exitCode.value_or(0);
+  // Resetting in place (a memcpy of the saved memory) is cheaper than handing the instance to
+  // the recycler thread; when it cannot (the memory grew), the recycler instantiates again.
+  if (inst.wasi->reset()) {
+    auto restored = inst.vm->restore();
+    if (restored && *restored) lease->markFresh();
+  }
   return out;
 }
 

@@ -88,8 +88,8 @@ void InstancePool::recycleLoop() {
   }
 }
 
-void InstancePool::give(std::unique_ptr<Instance> inst, bool discard) {
-  if (!discard && recycle_) {
+void InstancePool::give(std::unique_ptr<Instance> inst, bool discard, bool fresh) {
+  if (!discard && recycle_ && !fresh) {
     std::lock_guard l(mu_);
     dirty_.push_back(std::move(inst));
     if (!recycler_.joinable()) recycler_ = std::thread([this] { recycleLoop(); });
@@ -132,6 +132,7 @@ InstancePool::Lease& InstancePool::Lease::operator=(Lease&& o) noexcept {
     pool_ = std::move(o.pool_);
     inst_ = std::move(o.inst_);
     discard_ = o.discard_;
+    fresh_ = o.fresh_;
   }
   return *this;
 }
@@ -140,7 +141,7 @@ InstancePool::Lease::~Lease() { release(); }
 
 void InstancePool::Lease::release() {
   if (inst_) inst_->vm->unbind();
-  if (pool_ && inst_) pool_->give(std::move(inst_), discard_);
+  if (pool_ && inst_) pool_->give(std::move(inst_), discard_, fresh_);
   pool_.reset();
   inst_.reset();
 }

@@ -56,6 +56,9 @@ class InstancePool : public std::enable_shared_from_this<InstancePool> {
     Instance& operator*() const { return *inst_; }
     // The instance is not returned to the pool (it trapped, or its state is suspect).
     void discard() { discard_ = true; }
+    // The holder made the instance fresh again itself: it goes back to the idle list as it is,
+    // not through the recycler.
+    void markFresh() { fresh_ = true; }
     void release();
 
    private:
@@ -63,6 +66,7 @@ class InstancePool : public std::enable_shared_from_this<InstancePool> {
     std::shared_ptr<InstancePool> pool_;
     std::unique_ptr<Instance> inst_;
     bool discard_ = false;
+    bool fresh_ = false;
   };
 
   // An idle instance, a new one if fewer than maxLive are alive, or else waits up to `wait`.
@@ -82,7 +86,7 @@ class InstancePool : public std::enable_shared_from_this<InstancePool> {
  private:
   InstancePool(Create create, Recycle recycle, uint32_t maxLive)
       : create_(std::move(create)), recycle_(std::move(recycle)), maxLive_(maxLive) {}
-  void give(std::unique_ptr<Instance> inst, bool discard);
+  void give(std::unique_ptr<Instance> inst, bool discard, bool fresh);
   void recycleLoop();
 
   Create create_;

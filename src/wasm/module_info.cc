@@ -8,7 +8,14 @@ namespace {
 constexpr uint8_t kMagic[] = {0x00, 0x61, 0x73, 0x6d};
 constexpr uint32_t kMaxCount = 1'000'000;  // entries in one section: more is surely malformed
 
-enum Section : uint8_t { kType = 1, kImport = 2, kFunction = 3, kMemory = 5, kExport = 7 };
+enum Section : uint8_t {
+  kType = 1,
+  kImport = 2,
+  kFunction = 3,
+  kMemory = 5,
+  kGlobal = 6,
+  kExport = 7
+};
 
 // A bounds-checked cursor; every read fails with the offset of the problem.
 class Reader {
@@ -241,6 +248,7 @@ Result<ModuleInfo> parseModule(std::span<const uint8_t> bytes) {
               EW_TRY(v, r.valType());
               EW_TRY(mut, r.byte("global mutability"));
               im.kind = ExternKind::Global;
+              info.importedGlobals++;
               break;
             }
             default:
@@ -260,6 +268,53 @@ Result<ModuleInfo> parseModule(std::span<const uint8_t> bytes) {
             return fail(
                 fmt::format("offset {}: function uses type {} which does not exist", at, *ti));
           funcTypes.push_back(*ti);
+        }
+        break;
+      }
+      case kGlobal: {
+        EW_TRY(n, r.count("global"));
+        for (uint32_t i = 0; i < *n; i++) {
+          Global g;
+          EW_TRY(v, r.valType());
+          g.type = *v;
+          size_t at = r.pos();
+          EW_TRY(mut, r.byte("global mutability"));
+          if (*mut > 1)
+            return fail(fmt::format("offset {}: global mutability {} is not 0 or 1", at, *mut));
+          g.mutable_ = *mut == 1;
+          // A constant expression: one const/global.get instruction (plus immediates), then end.
+          at = r.pos();
+          EW_TRY(op, r.byte("global initializer"));
+          switch (*op) {
+            case 0x41:
+            case 0x23: {
+              EW_TRY(x, r.u32("global initializer"));
+              break;
+            }             // i32.const, global.get
+            case 0x42: {  // i64.const: up to 10 LEB bytes
+              for (int k = 0; k < 10; k++) {
+                EW_TRY(b, r.byte("global initializer"));
+                if (!(*b & 0x80)) break;
+              }
+              break;
+            }
+            case 0x43: {
+              EW_TRY(x, r.skip(4, "global initializer"));
+              break;
+            }
+            case 0x44: {
+              EW_TRY(x, r.skip(8, "global initializer"));
+              break;
+            }
+            default:
+              return fail(fmt::format(
+                  "offset {}: global initializer opcode 0x{:02x} is not supported", at, *op));
+          }
+          at = r.pos();
+          EW_TRY(end, r.byte("global initializer"));
+          if (*end != 0x0b)
+            return fail(fmt::format("offset {}: global initializer does not end with 0x0b", at));
+          info.globals.push_back(g);
         }
         break;
       }
@@ -306,6 +361,61 @@ Result<ModuleInfo> parseModule(std::span<const uint8_t> bytes) {
                               s.end - r.pos()));
   }
   return info;
+}
+
+Result<std::vector<uint8_t>> exportMutableGlobals(std::span<const uint8_t> bytes) {
+  EW_TRY(info, parseModule(bytes));
+  auto leb = [](std::vector<uint8_t>& v, uint32_t x) {
+    do {
+      uint8_t b = x & 0x7f;
+      x >>= 7;
+      v.push_back(x ? (b | 0x80) : b);
+    } while (x);
+  };
+  std::vector<uint8_t> added;  // the new export entries
+  uint32_t count = 0;
+  for (size_t i = 0; i < info->globals.size(); i++) {
+    if (!info->globals[i].mutable_) continue;
+    std::string name = fmt::format("{}{}", kGlobalExportPrefix, info->importedGlobals + i);
+    leb(added, static_cast<uint32_t>(name.size()));
+    added.insert(added.end(), name.begin(), name.end());
+    added.push_back(static_cast<uint8_t>(ExternKind::Global));
+    leb(added, static_cast<uint32_t>(info->importedGlobals + i));
+    count++;
+  }
+  if (count == 0) return std::vector<uint8_t>(bytes.begin(), bytes.end());
+  EW_TRY(secs, sections(bytes));
+  auto emit = [&](std::vector<uint8_t>& out, uint32_t oldCount,
+                  std::span<const uint8_t> oldEntries) {
+    std::vector<uint8_t> body;
+    leb(body, oldCount + count);
+    body.insert(body.end(), oldEntries.begin(), oldEntries.end());
+    body.insert(body.end(), added.begin(), added.end());
+    out.push_back(kExport);
+    leb(out, static_cast<uint32_t>(body.size()));
+    out.insert(out.end(), body.begin(), body.end());
+  };
+  for (const auto& s : *secs) {
+    if (s.id == kExport) {
+      Reader r(bytes, s.start, s.end);
+      EW_TRY(n, r.u32("export count"));
+      std::vector<uint8_t> out(bytes.begin(), bytes.begin() + s.headerStart);
+      emit(out, *n, bytes.subspan(r.pos(), s.end - r.pos()));
+      out.insert(out.end(), bytes.begin() + s.end, bytes.end());
+      return out;
+    }
+  }
+  // No export section: insert one before the first section that must follow it.
+  size_t at = bytes.size();
+  for (const auto& s : *secs)
+    if (s.id > kExport) {
+      at = s.headerStart;
+      break;
+    }
+  std::vector<uint8_t> out(bytes.begin(), bytes.begin() + at);
+  emit(out, 0, {});
+  out.insert(out.end(), bytes.begin() + at, bytes.end());
+  return out;
 }
 
 Result<std::vector<uint8_t>> capMemory(std::span<const uint8_t> bytes, uint32_t maxPages) {

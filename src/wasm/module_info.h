@@ -44,9 +44,16 @@ struct Export {
   FuncType type;  // functions
 };
 
+struct Global {
+  ValType type = ValType::I32;
+  bool mutable_ = false;
+};
+
 struct ModuleInfo {
   std::vector<Import> imports;
   std::vector<Export> exports;
+  std::vector<Global> globals;  // defined (not imported) ones, in index order after the imports
+  uint32_t importedGlobals = 0;
   std::optional<PageLimits> memory;  // the module's own memory (none, or imported: see imports)
 
   const Export* findExport(std::string_view name, ExternKind kind) const;
@@ -60,5 +67,13 @@ Result<ModuleInfo> parseModule(std::span<const uint8_t> bytes);
 // The module with its memory's maximum lowered to maxPages (the engine then refuses to grow it
 // further), or an error when the module needs more than that to start or imports its memory.
 Result<std::vector<uint8_t>> capMemory(std::span<const uint8_t> bytes, uint32_t maxPages);
+
+// The prefix of the exports exportMutableGlobals() adds.
+inline constexpr std::string_view kGlobalExportPrefix = "__ew_global_";
+
+// The module with every mutable global it defines (wasi-libc's __stack_pointer, say) also
+// exported as kGlobalExportPrefix + index, so the host can save and restore an instance's
+// whole state (memory + globals) instead of instantiating again.
+Result<std::vector<uint8_t>> exportMutableGlobals(std::span<const uint8_t> bytes);
 
 }  // namespace edgeward::wasm

@@ -169,6 +169,14 @@ class WasmVm {
   virtual Memory getMemory() = 0;
   // Stops the running call (any thread); the call fails with Failure::Timeout.
   virtual void terminate() = 0;
+  // Saves the instance's state: its memory and the mutable globals the module exports (see
+  // exportMutableGlobals). restore() puts that state back, which is an instance as fresh as a new
+  // link() (tables aside: C toolchains never write them), and answers false when it cannot
+  // (the memory grew): link() again then.
+  virtual Result<void> snapshot() {
+    return fail(ErrorCode::Internal, "snapshots are not supported");
+  }
+  virtual Result<bool> restore() { return false; }
   // Pins the VM to the calling thread until unbind(), so the calls in between skip the per-call
   // engine locking. The pool binds a VM for the duration of a lease.
   virtual void bind() {}

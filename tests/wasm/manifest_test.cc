@@ -115,6 +115,32 @@ TEST(ModuleInfoTest, ParsesImportsExportsAndMemory) {
   EXPECT_EQ(info->memory->max, 4u);
 }
 
+TEST(ModuleInfoTest, ExportMutableGlobalsAddsExportsOnly) {
+  auto bytes = testing::readGuest("wasi_probe");
+  auto before = parseModule(bytes);
+  ASSERT_TRUE(before) << before.error().message();
+  auto out = exportMutableGlobals(bytes);
+  ASSERT_TRUE(out) << out.error().message();
+  auto after = parseModule(*out);
+  ASSERT_TRUE(after) << after.error().message();
+  size_t mutableGlobals = 0;
+  for (const auto& g : before->globals) mutableGlobals += g.mutable_;
+  ASSERT_GE(mutableGlobals, 1u) << "wasi-libc has __stack_pointer";
+  EXPECT_EQ(after->exports.size(), before->exports.size() + mutableGlobals);
+  EXPECT_EQ(after->imports.size(), before->imports.size());
+  EXPECT_EQ(after->globals.size(), before->globals.size());
+  EXPECT_EQ(after->exports.back().name.rfind(kGlobalExportPrefix, 0), 0u);
+  EXPECT_EQ(after->exports.back().kind, ExternKind::Global);
+  // A module without an export section gets one.
+  std::vector<uint8_t> tiny = {0, 'a', 's', 'm', 1, 0, 0, 0, 6, 6, 1, 0x7f, 1, 0x41, 0, 0x0b};
+  auto t = exportMutableGlobals(tiny);
+  ASSERT_TRUE(t) << t.error().message();
+  auto ti = parseModule(*t);
+  ASSERT_TRUE(ti) << ti.error().message();
+  ASSERT_EQ(ti->exports.size(), 1u);
+  EXPECT_EQ(ti->exports[0].name, "__ew_global_0");
+}
+
 TEST(ModuleInfoTest, MalformedHeadersGetClearErrors) {
   auto e = [](std::vector<uint8_t> b) {
     auto r = parseModule(b);

@@ -189,6 +189,33 @@ TEST_P(WasiTest, ManifestAskingForAnUngrantedDirectoryIsRefusedAtDeploy) {
   EXPECT_TRUE(fr.list().empty()) << "a refused deploy changes nothing";
 }
 
+// A function's instance is reset (or instantiated again) between calls: no state leaks from one
+// caller to the next, whether the call returned, exited or grew its memory.
+TEST_P(WasiTest, EveryCallStartsFromAFreshInstance) {
+  FunctionRunner fr(caps_, engine());
+  Manifest m = functionManifest("state", {"state"});
+  m.limits.instances = 1;  // the same instance every time
+  ASSERT_TRUE(fr.deploy(m, readGuest("wasi_probe")));
+  Manifest exiting = functionManifest("exiting", {"state", "3"});
+  exiting.limits.instances = 1;
+  ASSERT_TRUE(fr.deploy(exiting, readGuest("wasi_probe")));
+  Manifest grow = functionManifest("grow", {"grow"});
+  grow.limits.instances = 1;
+  ASSERT_TRUE(fr.deploy(grow, readGuest("wasi_probe")));
+  for (int i = 0; i < 5; i++) {
+    auto r = fr.invoke("state", "");
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->out, "calls=1 heap_kept=0\n");
+    auto e = fr.invoke("exiting", "");
+    ASSERT_TRUE(e) << e.error().message();
+    EXPECT_EQ(e->out, "calls=1 heap_kept=0\n");
+    EXPECT_EQ(e->exitCode, 3);
+    auto g = fr.invoke("grow", "");
+    ASSERT_TRUE(g) << g.error().message();
+    EXPECT_EQ(g->out, "grew=1\n");
+  }
+}
+
 EW_INSTANTIATE_ENGINES(WasiTest);
 
 }  // namespace

@@ -114,6 +114,20 @@ int main(int argc, char** argv) {
     __wasi_errno_t e = __wasi_fd_tell(99, &out);
     __wasi_errno_t e2 = __wasi_fd_sync(0);
     printf("badf=%d nosys=%d\n", e, e2);
+  } else if (!strcmp(cmd, "state")) {
+    /* Every call must start from a fresh instance: static data, heap and stack included. */
+    static int calls;
+    static char* kept;
+    calls++;
+    char* fresh = malloc(64);
+    int heap_reused = kept != NULL;
+    if (!kept) kept = fresh;
+    printf("calls=%d heap_kept=%d\n", calls, heap_reused);
+    if (argc > 2) exit(atoi(a)); /* leaves the stack pointer where exit() was called */
+  } else if (!strcmp(cmd, "grow")) {
+    /* Grows the memory: the pool cannot reset it and instantiates again. */
+    void* p = malloc(4 << 20);
+    printf("grew=%d\n", p != NULL);
   } else if (!strcmp(cmd, "flood")) {
     static char line[1024];
     memset(line, 'x', sizeof line - 1);

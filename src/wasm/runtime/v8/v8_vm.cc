@@ -211,6 +211,15 @@ class V8Vm final : public WasmVm {
         funcs_.push_back(std::move(f));
       } else if (ex.kind == ExternKind::Memory && v->IsWasmMemoryObject() && memory_.IsEmpty()) {
         memory_.Reset(isolate_, v.As<v8::WasmMemoryObject>());
+      } else if (ex.kind == ExternKind::Global && v->IsObject() &&
+                 ex.name.starts_with(kGlobalExportPrefix)) {
+        const ModuleInfo& mi = module_->info();
+        if (ex.index < mi.importedGlobals || ex.index - mi.importedGlobals >= mi.globals.size())
+          continue;
+        SavedGlobal g;
+        g.type = mi.globals[ex.index - mi.importedGlobals].type;
+        g.object.Reset(isolate_, v.As<v8::Object>());
+        globals_.push_back(std::move(g));
       }
     }
     failure_ = Failure::None;
@@ -391,8 +400,55 @@ class V8Vm final : public WasmVm {
   void resetInstance() {
     funcs_.clear();
     memory_.Reset();
+    globals_.clear();
+    savedMemory_.clear();
   }
 
+ public:
+  Result<void> snapshot() override {
+    if (memory_.IsEmpty())
+      return fail(ErrorCode::Internal, "the instance has no memory to snapshot");
+    v8::Locker locker(isolate_);
+    v8::Isolate::Scope is(isolate_);
+    v8::HandleScope hs(isolate_);
+    v8::Local<v8::Context> ctx = context_.Get(isolate_);
+    v8::Context::Scope cs(ctx);
+    Memory m = memoryLocked();
+    auto all = m.view(0, static_cast<uint32_t>(m.size()));
+    savedMemory_.assign(all->begin(), all->end());
+    for (auto& g : globals_) {
+      v8::Local<v8::Value> v;
+      if (!g.object.Get(isolate_)->Get(ctx, str(isolate_, "value")).ToLocal(&v))
+        return fail(ErrorCode::Internal, "v8 could not read a global");
+      g.saved = fromV8(ctx, v);
+      if (v->IsNumber() && (g.type == ValType::F32 || g.type == ValType::F64)) {
+        double d = v.As<v8::Number>()->Value();
+        std::memcpy(&g.saved, &d, sizeof d);
+      }
+    }
+    return {};
+  }
+
+  Result<bool> restore() override {
+    if (savedMemory_.empty() || memory_.IsEmpty()) return false;
+    v8::Locker locker(isolate_);
+    v8::Isolate::Scope is(isolate_);
+    v8::HandleScope hs(isolate_);
+    v8::Local<v8::Context> ctx = context_.Get(isolate_);
+    v8::Context::Scope cs(ctx);
+    Memory m = memoryLocked();
+    if (m.size() != savedMemory_.size()) return false;
+    m.write(0, savedMemory_);
+    for (auto& g : globals_)
+      if (g.object.Get(isolate_)
+              ->Set(ctx, str(isolate_, "value"), toV8(g.type, g.saved))
+              .IsNothing())
+        return fail(ErrorCode::Internal, "v8 could not restore a global");
+    failure_ = Failure::None;
+    return true;
+  }
+
+ private:
   static void trampoline(const v8::FunctionCallbackInfo<v8::Value>& info) {
     auto* e = static_cast<HostEntry*>(info.Data().As<v8::External>()->Value());
     V8Vm* vm = e->vm;
@@ -447,6 +503,13 @@ class V8Vm final : public WasmVm {
   std::vector<std::unique_ptr<HostEntry>> hostFns_;
   std::vector<Func> funcs_;
   v8::Global<v8::WasmMemoryObject> memory_;
+  struct SavedGlobal {
+    ValType type = ValType::I32;
+    v8::Global<v8::Object> object;
+    uint64_t saved = 0;
+  };
+  std::vector<SavedGlobal> globals_;  // exported mutable globals (exportMutableGlobals)
+  std::vector<uint8_t> savedMemory_;  // snapshot(): the memory as it was
   Failure failure_ = Failure::None;
   std::optional<int> exitCode_;
   std::string hostError_;
