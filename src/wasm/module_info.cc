@@ -105,6 +105,14 @@ class Reader {
   size_t end_;
 };
 
+void leb(std::vector<uint8_t>& v, uint32_t x) {
+  do {
+    uint8_t b = x & 0x7f;
+    x >>= 7;
+    v.push_back(x ? (b | 0x80) : b);
+  } while (x);
+}
+
 struct SectionRef {
   uint8_t id;
   size_t headerStart;  // the id byte
@@ -365,13 +373,6 @@ Result<ModuleInfo> parseModule(std::span<const uint8_t> bytes) {
 
 Result<std::vector<uint8_t>> exportMutableGlobals(std::span<const uint8_t> bytes) {
   EW_TRY(info, parseModule(bytes));
-  auto leb = [](std::vector<uint8_t>& v, uint32_t x) {
-    do {
-      uint8_t b = x & 0x7f;
-      x >>= 7;
-      v.push_back(x ? (b | 0x80) : b);
-    } while (x);
-  };
   std::vector<uint8_t> added;  // the new export entries
   uint32_t count = 0;
   for (size_t i = 0; i < info->globals.size(); i++) {
@@ -432,13 +433,6 @@ Result<std::vector<uint8_t>> capMemory(std::span<const uint8_t> bytes, uint32_t 
   uint32_t max = std::min(info->memory->max.value_or(maxPages), maxPages);
   if (info->memory->max && *info->memory->max <= maxPages) return out;
 
-  auto leb = [](std::vector<uint8_t>& v, uint32_t x) {
-    do {
-      uint8_t b = x & 0x7f;
-      x >>= 7;
-      v.push_back(x ? (b | 0x80) : b);
-    } while (x);
-  };
   EW_TRY(secs, sections(bytes));
   for (const auto& s : *secs) {
     if (s.id != kMemory) continue;

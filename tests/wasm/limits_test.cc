@@ -96,8 +96,11 @@ TEST_P(LimitsTest, CallsPerSecondLimit) {
   ASSERT_TRUE(pm_->unload("limited"));
   int dropped = 0;
   for (int i = 0; i < 20; i++) dropped += pm_->onEvent(event(1)).verdict == Verdict::Drop;
-  EXPECT_EQ(dropped, 5) << "the burst is one second's worth; the rest pass (fail-open)";
-  EXPECT_EQ(pm_->stats("rated")->rateLimited, 15u);
+  // The burst is one second's worth; the rest pass (fail-open). One more token may have
+  // trickled in (5 per second) if the machine stalled the loop for 200 ms.
+  EXPECT_GE(dropped, 5);
+  EXPECT_LE(dropped, 6);
+  EXPECT_EQ(pm_->stats("rated")->rateLimited, static_cast<uint64_t>(20 - dropped));
   EXPECT_EQ(pm_->stats("rated")->failures, 0u) << "rate limiting is not a plugin failure";
 }
 
