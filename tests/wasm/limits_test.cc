@@ -104,6 +104,34 @@ TEST_P(LimitsTest, CallsPerSecondLimit) {
   EXPECT_EQ(pm_->stats("rated")->failures, 0u) << "rate limiting is not a plugin failure";
 }
 
+TEST_P(LimitsTest, LiveInstanceLimitMakesCallsWait) {
+  PluginManager pm(caps_, {}, engine());
+  Manifest m = pluginManifest("single");
+  m.limits.instances = 1;
+  m.limits.cpuPerCallNs = 100'000'000;
+  m.disableAfter = 0;
+  ASSERT_TRUE(pm.load(m, readGuest("test_plugin")));
+  std::thread spin([&] { pm.onEvent(event(3)); });
+  while (pm.stats("single")->instancesIdle != 0) std::this_thread::yield();
+  // The only instance spins: a second call may not get another one. It waits (up to the CPU
+  // limit) until the spinning call is stopped and its instance replaced, or gives up (busy).
+  auto t0 = Clock::now();
+  Verdict v = pm.onEvent(event(1)).verdict;
+  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  spin.join();
+  PluginStats s = *pm.stats("single");
+  EXPECT_GE(waited, 50) << "it ran at once: a second instance was made";
+  EXPECT_EQ(s.timeouts, 1u);
+  if (v == Verdict::Pass) {
+    EXPECT_EQ(s.busy, 1u);
+  } else {
+    EXPECT_EQ(v, Verdict::Drop);
+    EXPECT_EQ(s.dropped, 1u);
+  }
+  EXPECT_LE(s.instancesLive, 1u);
+  EXPECT_EQ(pm.onEvent(event(1)).verdict, Verdict::Drop) << "the next call works";
+}
+
 TEST_P(LimitsTest, OtherPluginsCarryOnWhileOneIsStopped) {
   Manifest m = pluginManifest("healthy");
   m.events = {EW_EV_TCP_OPEN};
