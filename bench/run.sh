@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds the benchmark targets in BUILD_DIR, runs the four benchmarks and prints their tables.
-# Results: bench/results/lookup.md, bench/results/drop.md, bench/results/apply.md and
-# bench/results/events.md. Needs root (sudo is used if available). Extra arguments per benchmark:
-# EW_BENCH_LOOKUP_ARGS, EW_BENCH_DROP_ARGS, EW_BENCH_APPLY_ARGS, EW_BENCH_EVENTS_ARGS, e.g.
+# Builds the benchmark targets in BUILD_DIR, runs the five benchmarks and prints their tables.
+# Results: bench/results/{lookup,drop,apply,events,wasm}.md. Needs root (sudo is used if
+# available). Extra arguments per benchmark: EW_BENCH_LOOKUP_ARGS, EW_BENCH_DROP_ARGS,
+# EW_BENCH_APPLY_ARGS, EW_BENCH_EVENTS_ARGS, EW_BENCH_WASM_ARGS, e.g.
 #   EW_BENCH_LOOKUP_ARGS="--cells 100000x10000 --rounds 3" bash bench/run.sh build
 # The drop benchmark creates the namespaces ewb-gen and ewb-fw; the apply benchmark creates
 # ewb-apply-<this script's pid> (nft rulesets are loaded only there) and /tmp files named after
@@ -46,8 +46,8 @@ trap 'exit 130' INT TERM HUP
 if [ ! -f "$BUILD/build.ninja" ] && [ ! -f "$BUILD/Makefile" ]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
 fi
-cmake --build "$BUILD" --target ew_bench_lookup ew_bench_drop ew_bench_apply ew_bench_events ||
-  exit 1
+cmake --build "$BUILD" --target ew_bench_lookup ew_bench_drop ew_bench_apply ew_bench_events \
+  ew_bench_wasm || exit 1
 
 mkdir -p bench/results
 status=0
@@ -68,4 +68,7 @@ echo "== ew_bench_events"
 # shellcheck disable=SC2086
 $SUDO "$BUILD/bench/ew_bench_events" --out bench/results/events.md ${EW_BENCH_EVENTS_ARGS:-} ||
   status=1
+echo "== ew_bench_wasm"
+# shellcheck disable=SC2086
+"$BUILD/bench/ew_bench_wasm" --out bench/results/wasm.md ${EW_BENCH_WASM_ARGS:-} || status=1
 exit $status

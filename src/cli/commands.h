@@ -16,6 +16,7 @@ void addResetCommand(CLI::App& app);
 void addAgentCommand(CLI::App& app);
 void addControllerCommand(CLI::App& app);
 void addObserveCommands(CLI::App& app);  // events, top
+void addFnCommands(CLI::App& app);       // fn run, plugin run (local, no agent)
 
 // Ends the command with the error as one line and exit code 1 when r failed.
 template <typename T>

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   edgeward::cli::addAgentCommand(app);
   edgeward::cli::addControllerCommand(app);
   edgeward::cli::addObserveCommands(app);
+  edgeward::cli::addFnCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -412,6 +412,12 @@ Result<std::string> Reader::text(const Node& n, const std::string& path) {
   return n.Scalar();
 }
 
+Result<std::string> Reader::nonEmpty(const Node& n, const std::string& path) {
+  EW_TRY(s, text(n, path));
+  if (s->empty()) return error(n, path, "must not be empty");
+  return *s;
+}
+
 // Checks that `node` is a map whose keys are all known and none repeats.
 Result<Fields> Reader::fields(const Node& node, const std::string& path,
                               std::span<const std::string_view> known,

@@ -206,6 +206,15 @@ class Reader {
                       std::string_view what);
   // A scalar as text; an empty value reads as "".
   Result<std::string> text(const Node& n, const std::string& path);
+  // A scalar that must not be empty.
+  Result<std::string> nonEmpty(const Node& n, const std::string& path);
+  // Loads the document and returns parse(root).
+  template <typename F>
+  auto parseDocument(F&& parse) -> decltype(parse(std::declval<const Node&>())) {
+    auto root = load();
+    if (!root) return std::unexpected(root.error());
+    return parse(*root);
+  }
   // Checks that `node` is a map whose keys are all known and none repeats.
   Result<Fields> fields(const Node& node, const std::string& path,
                         std::span<const std::string_view> known,

@@ -89,7 +89,7 @@ TEST(EventBus, AStageDropsRewritesAndAddsBeforeSubscribers) {
   auto s = bus.subscribe("s", 100);
   bus.setStage([](std::vector<Event>& b) {
     std::erase_if(b, [](const Event& e) { return e.dport == 22; });  // drop
-    for (auto& e : b) e.sport = 1;                                    // rewrite
+    for (auto& e : b) e.sport = 1;                                   // rewrite
     Event extra = drop(9999);
     extra.kind = EW_EV_CUSTOM;
     b.push_back(extra);  // add

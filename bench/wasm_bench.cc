@@ -1,0 +1,387 @@
+// ew_bench_wasm: the WebAssembly runtime (V8) against native C++ doing the same work, same run.
+//
+//   cold start     fresh VM + compile + instantiate of a ~220 KB wasi-libc module
+//                  vs fork+exec of a native program (/bin/true)
+//   warm start     a pre-warmed instance from the pool (acquire + release), and a fresh instance
+//                  of a compiled module in an existing VM (what a function call pays)
+//                  vs constructing a native handler object
+//   guest->host    an empty host function called in a guest loop vs a native indirect call
+//   host->guest    an empty export called from C++ vs a native indirect call
+//   compute        FNV-1a over 64 KiB in the guest vs the same C code compiled natively
+//   filter events  events/s through plugins/examples/event_filter.wasm (PluginManager::onEvent,
+//                  one thread) vs the same filter in C++ behind std::function
+//   function       FunctionRunner::invoke of plugins/examples/wordcount.wasm with 1 KiB input,
+//                  p50/p99 at concurrency 1 and 16 vs the same word count in C++
+//
+//   ew_bench_wasm [--quick] [--trap-handler] [--eager] [--out FILE]
+//   (--eager: V8 compiles every function at load instead of on first call)
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "edgeward_event.h"
+#include "support/report.h"
+#include "wasm/function_runner.h"
+#include "wasm/instance_pool.h"
+#include "wasm/plugin_manager.h"
+#include "wasm/runtime/v8/v8_vm.h"
+
+namespace ew = edgeward::wasm;
+namespace eb = edgeward::bench;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+[[noreturn]] void die(const std::string& m) {
+  std::fprintf(stderr, "ew_bench_wasm: %s\n", m.c_str());
+  std::exit(1);
+}
+template <typename T>
+T must(edgeward::Result<T> r, const std::string& what) {
+  if (!r) die(what + ": " + r.error().str());
+  if constexpr (!std::is_void_v<T>) return std::move(*r);
+}
+
+std::vector<uint8_t> readFile(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) die("cannot read " + p + " (build the project first)");
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+double nsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * static_cast<double>(v.size())));
+  return v[i];
+}
+
+std::string us(double ns) { return fmt::format("{:.1f} µs", ns / 1e3); }
+std::string nsFmt(double ns) { return ns < 1000 ? fmt::format("{:.1f} ns", ns) : us(ns); }
+
+// --- native counterparts -------------------------------------------------------------------
+__attribute__((noinline)) void nativeNop() { asm volatile(""); }
+void (*volatile g_nop)() = nativeNop;
+
+uint8_t g_buf[65536];
+__attribute__((noinline)) uint32_t nativeFnv(uint32_t rounds) {
+  uint32_t h = 2166136261u;
+  for (uint32_t r = 0; r < rounds; r++)
+    for (uint32_t i = 0; i < sizeof g_buf; i++) {
+      g_buf[i] = static_cast<uint8_t>(g_buf[i] + i + r);
+      h = (h ^ g_buf[i]) * 16777619u;
+    }
+  return h;
+}
+
+int nativeFilter(std::span<const uint8_t> b) {  // plugins/examples/event_filter.c in C++
+  if (b.size() < sizeof(ew_event)) return 0;
+  ew_event ev;
+  std::memcpy(&ev, b.data(), sizeof ev);
+  auto noisy = [](uint16_t p) { return p == 137 || p == 138 || p == 1900 || p == 5353; };
+  if (ev.kind == EW_EV_DROP && ev.proto == 17 && noisy(ev.dport)) return 1;
+  if (ev.kind == EW_EV_TCP_RETRANSMIT && ev.value < 2) return 1;
+  return 0;
+}
+
+std::string nativeWordcount(const std::string& in) {  // plugins/examples/wordcount.c in C++
+  unsigned long lines = 0, words = 0;
+  bool inWord = false;
+  for (char c : in) {
+    if (c == '\n') lines++;
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      inWord = false;
+    } else if (!inWord) {
+      inWord = true;
+      words++;
+    }
+  }
+  return fmt::format("{{\"lines\":{},\"words\":{},\"bytes\":{},\"caller\":\"anonymous\"}}\n", lines,
+                     words, in.size());
+}
+
+struct Row {
+  std::string what, wasm, native, ratio, target;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false, trap = false, eager = false;
+  std::string out = "bench/results/wasm.md";
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--quick")
+      quick = true;
+    else if (a == "--trap-handler")
+      trap = true;
+    else if (a == "--eager")
+      eager = true;
+    else if (a == "--out" && i + 1 < argc)
+      out = argv[++i];
+    else
+      die("usage: ew_bench_wasm [--quick] [--trap-handler] [--eager] [--out FILE]");
+  }
+  ew::configureV8({.trapHandler = trap, .lazyCompilation = !eager});
+  std::string machine = eb::machineLine();
+  std::vector<Row> rows;
+  const int coldRounds = quick ? 5 : 20;
+
+  // Cold start.
+  auto cold = readFile(EW_COLD_MODULE);
+  std::vector<double> coldNs, vmNs, compileNs, instNs;
+  for (int i = 0; i < coldRounds; i++) {
+    auto t0 = Clock::now();
+    auto vm = ew::createV8Vm({});
+    double a = nsSince(t0);
+    auto info = must(ew::parseModule(cold), "parse");
+    auto mod = must(vm->compile(cold, info), "compile");
+    double b = nsSince(t0);
+    auto wasi = must(ew::wasi::WasiContext::create({}), "wasi");
+    must(vm->load(mod), "load");
+    for (auto& f : wasi->functions()) vm->registerCallback(std::move(f));
+    must(vm->link(), "link");
+    double c = nsSince(t0);
+    vmNs.push_back(a);
+    compileNs.push_back(b - a);
+    instNs.push_back(c - b);
+    coldNs.push_back(c);
+  }
+  std::vector<double> forkNs;
+  for (int i = 0; i < coldRounds; i++) {
+    auto t0 = Clock::now();
+    pid_t p = fork();
+    if (p == 0) {
+      execl("/bin/true", "true", nullptr);
+      _exit(127);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    forkNs.push_back(nsSince(t0));
+  }
+  double coldMed = eb::median(coldNs);
+  double loadMed = eb::median(compileNs) + eb::median(instNs);
+  rows.push_back(
+      {fmt::format("cold start, {} KB module: compile {} + instantiate {} (in an existing VM)",
+                   cold.size() / 1000, us(eb::median(compileNs)), us(eb::median(instNs))),
+       us(loadMed), us(eb::median(forkNs)) + " (fork+exec /bin/true)",
+       fmt::format("{:.1f}x", loadMed / eb::median(forkNs)),
+       loadMed <= 10e6 ? "≤ 10 ms: met" : "≤ 10 ms: MISSED"});
+  rows.push_back({fmt::format("cold start with a new VM (isolate {} + compile + instantiate)",
+                              us(eb::median(vmNs))),
+                  us(coldMed), us(eb::median(forkNs)) + " (fork+exec /bin/true)",
+                  fmt::format("{:.1f}x", coldMed / eb::median(forkNs)),
+                  coldMed <= 10e6 ? "≤ 10 ms: met" : "≤ 10 ms: MISSED"});
+
+  // Warm start: pool acquire/release, and re-instantiation in an existing VM.
+  auto guest = readFile(EW_BENCH_GUEST);
+  auto vm0 = ew::createV8Vm({});
+  auto guestMod = must(vm0->compile(guest, must(ew::parseModule(guest), "parse")), "compile");
+  auto makeBench = [&]() -> edgeward::Result<std::unique_ptr<ew::Instance>> {
+    auto inst = std::make_unique<ew::Instance>();
+    inst->vm = ew::createV8Vm({});
+    EW_TRY(l, inst->vm->load(guestMod));
+    inst->vm->registerCallback(
+        {"bench", "nop", {}, [](ew::HostCall&) { return ew::HostReturn::ok(); }});
+    EW_TRY(k, inst->vm->link());
+    EW_TRY(e, inst->vm->getFunction("nop"));
+    inst->entry = *e;
+    return inst;
+  };
+  auto pool = ew::InstancePool::make(makeBench, nullptr, 2);
+  must(pool->prewarm(2), "prewarm");
+  const int warmN = quick ? 20000 : 200000;
+  auto t0 = Clock::now();
+  for (int i = 0; i < warmN; i++) {
+    auto lease = must(pool->acquire(std::chrono::seconds(1)), "acquire");
+  }
+  double acquireNs = nsSince(t0) / warmN;
+  auto relinkVm = must(makeBench(), "instance");
+  std::vector<double> relinkNs;
+  for (int i = 0; i < (quick ? 200 : 2000); i++) {
+    auto t1 = Clock::now();
+    must(relinkVm->vm->link(), "relink");
+    relinkNs.push_back(nsSince(t1));
+  }
+  t0 = Clock::now();
+  for (int i = 0; i < warmN; i++) {
+    auto h = std::make_unique<std::function<int(std::span<const uint8_t>)>>(nativeFilter);
+    asm volatile("" ::"r"(h.get()));
+  }
+  double nativeWarm = nsSince(t0) / warmN;
+  rows.push_back({"warm start: pre-warmed instance from the pool (acquire + release)",
+                  nsFmt(acquireNs), nsFmt(nativeWarm) + " (new handler object)",
+                  fmt::format("{:.0f}x", acquireNs / nativeWarm),
+                  acquireNs <= 100e3 ? "≤ 100 µs: met" : "≤ 100 µs: MISSED"});
+  double relinkMed = eb::median(relinkNs);
+  rows.push_back({"warm start: fresh instance of a compiled module in an existing VM",
+                  us(relinkMed), "-", "-",
+                  relinkMed <= 100e3 ? "≤ 100 µs: met" : "≤ 100 µs: MISSED"});
+
+  // Call costs.
+  ew::Instance& bi = *relinkVm;
+  bi.vm->bind();  // as during a pool lease
+  int nopFn = must(bi.vm->getFunction("nop"), "nop");
+  int callHost = must(bi.vm->getFunction("call_host"), "call_host");
+  int fnv = must(bi.vm->getFunction("fnv"), "fnv");
+  const uint32_t loopN = quick ? 1'000'000 : 10'000'000;
+  uint64_t arg = loopN;
+  t0 = Clock::now();
+  must(bi.vm->call(callHost, std::span<const uint64_t>(&arg, 1)), "call_host");
+  double g2h = nsSince(t0) / loopN;
+  t0 = Clock::now();
+  for (uint32_t i = 0; i < loopN; i++) g_nop();
+  double nativeCall = nsSince(t0) / loopN;
+  rows.push_back({"guest -> host call (empty host function)", nsFmt(g2h),
+                  nsFmt(nativeCall) + " (indirect call)", fmt::format("{:.0f}x", g2h / nativeCall),
+                  "-"});
+  const int h2gN = quick ? 100'000 : 1'000'000;
+  t0 = Clock::now();
+  for (int i = 0; i < h2gN; i++) must(bi.vm->call(nopFn, {}), "nop");
+  double h2g = nsSince(t0) / h2gN;
+  rows.push_back({"host -> guest call (empty export)", nsFmt(h2g),
+                  nsFmt(nativeCall) + " (indirect call)", fmt::format("{:.0f}x", h2g / nativeCall),
+                  "-"});
+  uint64_t rounds = quick ? 20 : 200;
+  t0 = Clock::now();
+  auto hw = must(bi.vm->call(fnv, std::span<const uint64_t>(&rounds, 1)), "fnv");
+  double fnvWasm = nsSince(t0);
+  t0 = Clock::now();
+  uint32_t hn = nativeFnv(static_cast<uint32_t>(rounds));
+  double fnvNative = nsSince(t0);
+  if (static_cast<uint32_t>(*hw.value) != hn) die("fnv: the guest and native results differ");
+  bi.vm->unbind();
+  rows.push_back({fmt::format("compute: FNV-1a over {} x 64 KiB", rounds), us(fnvWasm),
+                  us(fnvNative), fmt::format("{:.2f}x", fnvWasm / fnvNative), "-"});
+
+  // Events/s through the filter plugin.
+  {
+    ew::PluginManager pm(ew::OperatorCaps{}, {});
+    ew::Manifest m;
+    m.name = "event-filter";
+    m.limits.instances = 1;
+    must(pm.load(m, readFile(std::string(EW_EXAMPLES_DIR) + "/event_filter.wasm")),
+         "load event_filter");
+    std::vector<std::vector<uint8_t>> evs;
+    for (int i = 0; i < 64; i++) {
+      ew_event ev{};
+      ev.kind = EW_EV_DROP;
+      ev.version = EW_EVENT_VERSION;
+      ev.size = sizeof ev;
+      ev.proto = i % 2 ? 17 : 6;
+      ev.dport = static_cast<uint16_t>(i % 4 == 1 ? 137 : 443);
+      auto* p = reinterpret_cast<const uint8_t*>(&ev);
+      evs.emplace_back(p, p + sizeof ev);
+    }
+    const int n = quick ? 200'000 : 2'000'000;
+    uint64_t drops = 0;
+    t0 = Clock::now();
+    for (int i = 0; i < n; i++) drops += pm.onEvent(evs[i & 63]).verdict == ew::Verdict::Drop;
+    double perEvent = nsSince(t0) / n;
+    std::function<int(std::span<const uint8_t>)> native = nativeFilter;
+    uint64_t ndrops = 0;
+    t0 = Clock::now();
+    for (int i = 0; i < n; i++) ndrops += native(evs[i & 63]);
+    double perNative = nsSince(t0) / n;
+    if (drops != ndrops) die("filter: plugin and native verdicts differ");
+    std::vector<std::span<const uint8_t>> batch(evs.begin(), evs.end());
+    uint64_t bdrops = 0;
+    t0 = Clock::now();
+    for (int i = 0; i < n / 64; i++)
+      for (auto& r : pm.onEvents(batch)) bdrops += r.verdict == ew::Verdict::Drop;
+    double perBatched = nsSince(t0) / (n / 64 * 64);
+    uint64_t perBatch = 0;
+    for (auto& e : evs) perBatch += nativeFilter(e);
+    if (bdrops != perBatch * static_cast<uint64_t>(n / 64))
+      die("filter: batched and native verdicts differ");
+    auto eventsRow = [&](const std::string& what, double ns) {
+      double eps = 1e9 / ns;
+      rows.push_back({what, fmt::format("{:.2f} M/s ({:.0f} ns/event)", eps / 1e6, ns),
+                      fmt::format("{:.1f} M/s ({:.1f} ns/event)", 1e3 / perNative, perNative),
+                      fmt::format("{:.0f}x", ns / perNative),
+                      eps >= 1e6 ? "≥ 1M/s: met" : "≥ 1M/s: MISSED"});
+    };
+    eventsRow("events/s through a trivial filter plugin (1 thread)", perEvent);
+    eventsRow("events/s through the same plugin, onEvents batches of 64 (1 thread)", perBatched);
+  }
+
+  // Function invoke latency.
+  {
+    ew::FunctionRunner fr(ew::OperatorCaps{});
+    ew::Manifest m;
+    m.kind = ew::ModuleKind::Function;
+    m.name = "wordcount";
+    for (int conc : {1, 16}) {
+      m.limits.instances = static_cast<uint32_t>(std::max(2, conc));
+      must(fr.deploy(m, readFile(std::string(EW_EXAMPLES_DIR) + "/wordcount.wasm")),
+           "deploy wordcount");
+      std::string input;
+      for (int i = 0; input.size() < 1024; i++)
+        input += fmt::format("word{} ", i) + (i % 8 == 7 ? "\n" : "");
+      const int perThread = (quick ? 200 : 2000) / (conc == 1 ? 1 : 4);
+      auto runAll = [&](bool wasm) {
+        std::vector<std::vector<double>> lat(conc);
+        std::atomic<bool> bad{false};
+        std::vector<std::thread> ts;
+        auto t = Clock::now();
+        for (int c = 0; c < conc; c++)
+          ts.emplace_back([&, c] {
+            for (int i = 0; i < perThread; i++) {
+              auto t1 = Clock::now();
+              if (wasm) {
+                auto r = fr.invoke("wordcount", input);
+                if (!r || r->out != nativeWordcount(input)) bad = true;
+              } else {
+                auto s = nativeWordcount(input);
+                asm volatile("" ::"r"(s.data()));
+              }
+              lat[c].push_back(nsSince(t1));
+            }
+          });
+        for (auto& th : ts) th.join();
+        double total = nsSince(t);
+        if (bad) die("wordcount: a call failed or answered differently from native");
+        std::vector<double> all;
+        for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+        return std::tuple{percentile(all, 50), percentile(all, 99), all.size() / (total / 1e9)};
+      };
+      runAll(true);  // warm up: instances created, code tiered up
+      auto [p50, p99, rate] = runAll(true);
+      auto [n50, n99, nrate] = runAll(false);
+      rows.push_back({fmt::format("function invoke, concurrency {} (1 KiB stdin, p50 / p99)", conc),
+                      fmt::format("{} / {} ({:.0f}/s)", us(p50), us(p99), rate),
+                      fmt::format("{} / {}", us(n50), us(n99)), fmt::format("{:.0f}x", p99 / n99),
+                      conc == 16 ? (p99 <= 1e6 ? "p99 ≤ 1 ms: met" : "p99 ≤ 1 ms: MISSED") : "-"});
+    }
+  }
+
+  eb::MdTable t({"benchmark", "WebAssembly (V8)", "native C++", "ratio", "target"});
+  for (auto& r : rows) t.row({r.what, r.wasm, r.native, r.ratio, r.target});
+  std::string args;
+  for (int i = 1; i < argc; i++) args += std::string(" ") + argv[i];
+  std::string md = fmt::format(
+      "# WebAssembly runtime vs native\n\n{}, source {}\n\nV8 trap handler: {}; wasm compilation: "
+      "{}. "
+      "Command: `build/bench/ew_bench_wasm{}`\n\n{}",
+      machine, eb::sourceRevision(), trap ? "on (guard pages)" : "off (explicit bounds checks)",
+      eager ? "eager (--eager)" : "lazy (on first call)", args, t.str());
+  std::fputs(md.c_str(), stdout);
+  std::ofstream f(out);
+  if (!f) die("cannot write " + out);
+  f << md;
+  std::fprintf(stderr, "wrote %s\n", out.c_str());
+  return 0;
+}

@@ -1,0 +1,67 @@
+// FunctionRunner: WASI command modules run on request, each call under its function's limits.
+//
+//   wasm::FunctionRunner fr(caps);
+//   fr.deploy(manifest, wasmBytes);                               // kind: Function
+//   auto r = fr.invoke("hello", stdinBytes, {"EW_CALLER=spiffe://..."});
+//   // r->out (stdout), r->err (stderr), r->exitCode; or an error naming the limit that ended it
+//
+// Thread-safe. Each call gets a fresh instance: instances are re-instantiated in their VM after
+// every call (the pool keeps them warm), so no state leaks from one caller to the next.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "wasm/engines.h"
+#include "wasm/instance_pool.h"
+#include "wasm/manifest.h"
+#include "wasm/module_cache.h"
+
+namespace edgeward::wasm {
+
+struct InvokeResult {
+  std::string out;
+  std::string err;
+  int exitCode = 0;
+};
+
+struct FunctionInfo {
+  std::string name;
+  std::string version;
+  Limits limits;
+  uint64_t invocations = 0;
+  uint64_t failures = 0;
+  uint64_t rateLimited = 0;
+  uint32_t instancesLive = 0;
+};
+
+class FunctionRunner {
+ public:
+  explicit FunctionRunner(OperatorCaps caps, VmFactory engine = availableEngines()[0].create);
+  ~FunctionRunner();
+
+  // Adds or replaces a function; on error nothing changes. Calls running on an old version
+  // finish there.
+  Result<void> deploy(const Manifest& manifest, std::span<const uint8_t> wasm);
+  Result<void> remove(const std::string& name);
+  std::vector<FunctionInfo> list() const;
+
+  // Runs the function with `input` as stdin; `extraEnv` ("NAME=value") is added to the
+  // manifest's environment for this call only (e.g. the caller's identity).
+  Result<InvokeResult> invoke(const std::string& name, std::string input,
+                              std::vector<std::string> extraEnv = {});
+
+  struct Function;
+
+ private:
+  OperatorCaps caps_;
+  VmFactory engine_;
+  ModuleCache cache_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Function>> functions_;
+};
+
+}  // namespace edgeward::wasm

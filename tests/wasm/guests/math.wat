@@ -1,0 +1,20 @@
+;; A hand-written module for wasm_vm_test.cc: exports, i32/i64 arguments, a host import,
+;; memory access, a trap and a start-free instance with a global counter.
+(module
+  (import "test" "add64" (func $add64 (param i64 i64) (result i64)))
+  (import "test" "poke" (func $poke (param i32 i32)))
+  (memory (export "memory") 1 4)
+  (global $counter (mut i32) (i32.const 0))
+  (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+  (func (export "add64_via_host") (param i64 i64) (result i64)
+    (call $add64 (local.get 0) (local.get 1)))
+  (func (export "store_then_poke") (param i32 i32)
+    (i32.store (local.get 0) (local.get 1))
+    (call $poke (local.get 0) (i32.const 4)))
+  (func (export "load") (param i32) (result i32) (i32.load (local.get 0)))
+  (func (export "bump") (result i32)
+    (global.set $counter (i32.add (global.get $counter) (i32.const 1)))
+    (global.get $counter))
+  (func (export "divide") (param i32 i32) (result i32) (i32.div_s (local.get 0) (local.get 1)))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+)
