@@ -1,5 +1,7 @@
 #include "agent/agent.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -71,7 +73,12 @@ Agent::Agent(AgentConfig cfg) : cfg_(std::move(cfg)) {}
 
 Agent::~Agent() {
   // Links and maps stay pinned: the data plane keeps enforcing after the agent exits.
-  // `edgeward reset` removes them.
+  // `edgeward reset` removes them. The event pipeline stops first: its reader thread runs the
+  // plugin stage and names events from the agent's state.
+  fileSink_.reset();
+  source_.reset();
+  if (bus_) bus_->setStage({});
+  if (bpfStatsFd_ >= 0) ::close(bpfStatsFd_);
 }
 
 Result<std::unique_ptr<Agent>> Agent::start(const AgentConfig& cfg) {

@@ -3,6 +3,7 @@
 // inactive generation, switch, record the version; a failure at any step changes nothing.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <unordered_map>
 #include <map>
@@ -21,6 +22,8 @@
 #include "pipeline/file_sink.h"
 #include "pipeline/ring_source.h"
 #include "policy/identity_index.h"
+#include "wasm/function_runner.h"
+#include "wasm/plugin_manager.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/program_manager.h"
 #include "policy/policy.h"
@@ -53,6 +56,13 @@ class Agent : public api::AgentControl {
   Result<void> setSwitches(const api::Caller& who, std::optional<bool> synLimit) override;
   Result<std::vector<api::NamedEvent>> recentEvents(const api::EventFilter& f, size_t n) override;
   Result<std::unique_ptr<api::EventStream>> subscribeEvents(const api::EventFilter& f) override;
+
+  // Runs a deployed function: the body is its stdin, `caller` (the client certificate's
+  // identity, or "" without mTLS) reaches it as EW_CALLER. For the HTTP listener.
+  Result<wasm::InvokeResult> invokeFunction(const std::string& name, std::string input,
+                                            const std::string& caller);
+  std::vector<wasm::PluginStats> plugins() const;
+  std::vector<wasm::FunctionInfo> functions() const;
 
   // The Prometheus text exposition of every metric (docs/observability.md).
   Result<std::string> metricsText();
@@ -103,6 +113,9 @@ class Agent : public api::AgentControl {
   api::NamedEvent named(const pipeline::Event& e, const EventNameTable& t) const;
   pipeline::Subscription::Filter filterOf(const api::EventFilter& f) const;
   void recordApply(double seconds, bool ok);
+  // WebAssembly plugins and functions (agent_plugins.cc).
+  Result<void> startPlugins();
+  void runPlugins(std::vector<pipeline::Event>& batch);
 
   AgentConfig cfg_;
   std::mutex mu_;  // serialises transactions and guards the fields below
@@ -127,7 +140,14 @@ class Agent : public api::AgentControl {
   std::unique_ptr<pipeline::JsonFileSink> fileSink_;
   mutable std::mutex namesMu_;
   std::shared_ptr<const EventNameTable> names_;
-  int bpfStatsFd_ = -1;  // keeps kernel BPF run-time statistics on while the agent runs
+  int bpfStatsFd_ = -1;
+  std::unique_ptr<wasm::PluginManager> plugins_;
+  std::unique_ptr<wasm::FunctionRunner> functions_;
+  std::mutex emittedMu_;
+  std::vector<pipeline::Event> emitted_;  // events plugins emitted, joined to the next batch
+  std::atomic<uint64_t> emittedOther_{
+      0};  // emitted payloads that are not events (no sink yet)  // keeps kernel BPF run-time
+           // statistics on while the agent runs
 
   // Apply durations for the metrics: histogram buckets (seconds) and totals.
   std::mutex applyStatsMu_;

@@ -50,6 +50,7 @@ Result<void> Agent::startEvents() {
       notes_.push_back("flowmon: not running: " + fm.error().str());
     }
   }
+  EW_TRY(plugins, startPlugins());  // the plugin stage is in place before the first event
   EW_TRY(src, pipeline::RingSource::start(*bus_, rings));
   source_ = std::move(*src);
   if (cfg_.events.file) {

@@ -251,6 +251,33 @@ Result<std::string> Agent::metricsText() {
              "1 while connected to the upstream controller (follow mode only).", MetricType::Gauge);
   if (cfg_.upstream)
     add(up, st->upstream.starts_with("connected") ? 1 : 0, {{"address", cfg_.upstream->address}});
+  // WebAssembly plugins and functions.
+  auto& pe = family(out, "edgeward_plugin_events_total", "Events each plugin decided, by verdict.",
+                    MetricType::Counter);
+  auto& pf = family(out, "edgeward_plugin_failures_total",
+                    "Failed plugin calls (timeouts, memory, traps).", MetricType::Counter);
+  auto& pskip = family(out, "edgeward_plugin_skipped_total",
+                       "Events not given to a plugin (over its call rate, or every instance busy).",
+                       MetricType::Counter);
+  auto& pen =
+      family(out, "edgeward_plugin_enabled", "1 while a plugin is enabled.", MetricType::Gauge);
+  for (const auto& p : plugins()) {
+    add(pe, double(p.passed), {{"plugin", p.name}, {"verdict", "pass"}});
+    add(pe, double(p.dropped), {{"plugin", p.name}, {"verdict", "drop"}});
+    add(pe, double(p.replaced), {{"plugin", p.name}, {"verdict", "replace"}});
+    add(pf, double(p.failures), {{"plugin", p.name}});
+    add(pskip, double(p.rateLimited), {{"plugin", p.name}, {"cause", "rate_limited"}});
+    add(pskip, double(p.busy), {{"plugin", p.name}, {"cause", "busy"}});
+    add(pen, p.enabled ? 1 : 0, {{"plugin", p.name}});
+  }
+  auto& fi = family(out, "edgeward_function_invocations_total", "Function invocations.",
+                    MetricType::Counter);
+  auto& ff = family(out, "edgeward_function_failures_total",
+                    "Function invocations that failed (limits, traps).", MetricType::Counter);
+  for (const auto& f : functions()) {
+    add(fi, double(f.invocations), {{"function", f.name}});
+    add(ff, double(f.failures), {{"function", f.name}});
+  }
   add(family(out, "edgeward_agent_start_time_seconds", "When the agent started (unix time).",
              MetricType::Gauge),
       double(startedAtMs_) / 1000);

@@ -9,9 +9,13 @@ namespace {
 
 using namespace edgeward::yaml;
 
-constexpr std::string_view kTop[] = {"apiVersion", "kind",    "interfaces", "policy",
-                                     "stateDir",   "bpffs",   "api",        "upstream",
-                                     "capacity",   "logging", "events",     "metrics"};
+constexpr std::string_view kTop[] = {"apiVersion", "kind",    "interfaces", "policy",   "stateDir",
+                                     "bpffs",      "api",     "upstream",   "capacity", "logging",
+                                     "events",     "metrics", "plugins"};
+constexpr std::string_view kPlugins[] = {"modules", "grants", "functions"};
+constexpr std::string_view kModule[] = {"module", "manifest"};
+constexpr std::string_view kGrant[] = {"host", "writable"};
+constexpr std::string_view kFunctions[] = {"address", "ca", "cert", "key"};
 constexpr std::string_view kEvents[] = {"drops",        "connections", "dropSample",
                                         "dropsPerPeer", "dropBurst",   "ringBytes",
                                         "flowmon",      "recent",      "file"};
@@ -124,6 +128,9 @@ class ConfigParser : Reader {
     }
     if (const Field* f = top->find("capacity")) {
       EW_TRY(r, capacity(f->value));
+    }
+    if (const Field* f = top->find("plugins")) {
+      EW_TRY(r, plugins(f->value));
     }
     if (const Field* f = top->find("events")) {
       EW_TRY(r, events(f->value));
@@ -254,6 +261,54 @@ class ConfigParser : Reader {
     EW_TRY(files, tls(*f, n, "upstream", false));
     up.tls = *files;
     cfg_.upstream = up;
+    return {};
+  }
+
+  R<void> plugins(const Node& n) {
+    EW_TRY(f, fields(n, "plugins", kPlugins));
+    auto& pc = cfg_.plugins;
+    if (const Field* m = f->find("modules")) {
+      EW_TRY(ok, expect(m->value, NodeType::Sequence, "plugins.modules", "a list"));
+      for (size_t i = 0; i < m->value.size(); i++) {
+        const Node item = m->value[i];
+        const std::string path = index("plugins.modules", i);
+        EW_TRY(mf, fields(item, path, kModule));
+        ModuleConfig mc;
+        for (auto [name, out] : {std::pair{"module", &mc.module}, {"manifest", &mc.manifest}}) {
+          EW_TRY(field, required(*mf, item, path, name));
+          EW_TRY(v, nonEmpty(field->value, join(path, name)));
+          *out = *v;
+        }
+        pc.modules.push_back(mc);
+      }
+    }
+    if (const Field* g = f->find("grants")) {
+      EW_TRY(ok, expect(g->value, NodeType::Sequence, "plugins.grants", "a list"));
+      for (size_t i = 0; i < g->value.size(); i++) {
+        const Node item = g->value[i];
+        const std::string path = index("plugins.grants", i);
+        EW_TRY(gf, fields(item, path, kGrant));
+        EW_TRY(h, required(*gf, item, path, "host"));
+        EW_TRY(host, nonEmpty(h->value, join(path, "host")));
+        if ((*host)[0] != '/')
+          return error(h->value, join(path, "host"), "must be an absolute path");
+        bool writable = false;
+        if (const Field* w = gf->find("writable")) {
+          EW_TRY(b, boolean(w->value, join(path, "writable")));
+          writable = *b;
+        }
+        pc.grants.emplace_back(*host, writable);
+      }
+    }
+    if (const Field* fn = f->find("functions")) {
+      const Node node = fn->value;
+      EW_TRY(ff, fields(node, "plugins.functions", kFunctions));
+      EW_TRY(a, required(*ff, node, "plugins.functions", "address"));
+      EW_TRY(addr, address(a->value, "plugins.functions.address"));
+      pc.functionsAddress = *addr;
+      EW_TRY(files, tls(*ff, node, "plugins.functions", false));
+      pc.functionsTls = *files;
+    }
     return {};
   }
 

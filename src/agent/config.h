@@ -67,6 +67,19 @@ struct EventsConfig {
   std::optional<EventFileConfig> file;
 };
 
+// A WebAssembly module the agent loads at start (docs/plugins.md).
+struct ModuleConfig {
+  std::string module;    // .wasm file
+  std::string manifest;  // its manifest (kind Plugin or Function)
+};
+
+struct PluginsConfig {
+  std::vector<ModuleConfig> modules;                 // plugins and functions, loaded in order
+  std::vector<std::pair<std::string, bool>> grants;  // host directory, writable
+  std::string functionsAddress;  // HTTP listener for POST /v1/functions/NAME; "" = none
+  TlsFiles functionsTls;         // cert+key: TLS; +ca: mutual TLS (caller identity)
+};
+
 struct AgentConfig {
   std::vector<InterfaceConfig> interfaces;
   std::string policyFile;  // applied at start when the state directory holds no policy
@@ -78,6 +91,7 @@ struct AgentConfig {
   std::optional<UpstreamConfig> upstream;
   Capacity capacity;
   EventsConfig events;
+  PluginsConfig plugins;
   std::string metricsAddress = "127.0.0.1:9479";  // Prometheus endpoint; "" = off
   std::string logLevel = "info";                  // debug, info, warn, error
   std::string source;                             // the file it came from

@@ -45,6 +45,28 @@ void runAgent(const std::string& configPath) {
     orExit(http.start(cfg.metricsAddress));
   }
 
+  // Functions: POST /v1/functions/NAME, body -> stdin, stdout -> response, exit code -> status.
+  std::optional<api::HttpServer> fnHttp;
+  if (!cfg.plugins.functionsAddress.empty()) {
+    const auto& t = cfg.plugins.functionsTls;
+    fnHttp.emplace(t.cert.empty() ? std::nullopt
+                                  : std::optional<api::HttpTls>(api::HttpTls{t.cert, t.key, t.ca}));
+    fnHttp->post(R"(/v1/functions/([a-z0-9-]+))", [&ag](const api::HttpRequest& req) {
+      auto r = ag->invokeFunction(req.captures.at(0), req.body, req.identity);
+      if (!r) {
+        int status = r.error().code() == ErrorCode::NotFound      ? 404
+                     : r.error().code() == ErrorCode::Unavailable ? 503
+                                                                  : 500;
+        return api::HttpResponse{status, "text/plain; charset=utf-8", r.error().str() + "\n", {}};
+      }
+      api::HttpResponse res{r->exitCode == 0 ? 200 : 500, "application/octet-stream", r->out, {}};
+      res.headers["X-Edgeward-Exit-Code"] = std::to_string(r->exitCode);
+      if (r->exitCode != 0) res.body += r->err;
+      return res;
+    });
+    orExit(fnHttp->start(cfg.plugins.functionsAddress));
+  }
+
   std::unique_ptr<agent::Follower> follower;
   if (cfg.upstream) follower = std::make_unique<agent::Follower>(*ag, *cfg.upstream);
 
@@ -64,6 +86,7 @@ void runAgent(const std::string& configPath) {
       "(`edgeward reset` removes it)\n",
       sig == SIGTERM ? "SIGTERM" : "SIGINT");
   follower.reset();
+  if (fnHttp) fnHttp->stop();
   http.stop();
   server.shutdown();
 }

@@ -133,6 +133,11 @@ capacity:
   }
 
   void startAgent() {
+    // No Prometheus listener on the default port unless a test asks for one: tests must not
+    // depend on 127.0.0.1:9479 being free.
+    std::ifstream cfgIn(dir_ / "agent.yaml");
+    std::string cfgText((std::istreambuf_iterator<char>(cfgIn)), {});
+    if (cfgText.find("\nmetrics:") == std::string::npos) addConfig("metrics:\n  address: off\n");
     pid_ = fork();
     if (pid_ == 0) {
       std::string log = (dir_ / "agent.log").string();
@@ -941,6 +946,83 @@ TEST_F(AgentLab, PatchesChangePrefixesAsVersionedTransactions) {
   for (const auto& p : parsed->identities[0].prefixes) got.push_back(p.str());
   EXPECT_EQ(got, (std::vector<std::string>{"10.77.0.1/32", "10.77.0.16/28", "2001:db8:77::/48",
                                            "10.77.1.0/24"}));
+}
+
+// A filter plugin on the agent's event pipeline and a function on its HTTP listener.
+TEST_F(AgentLab, PluginsFilterTheEventStreamAndFunctionsAnswerOverHttp) {
+  const int port = 20000 + (getpid() + 7) % 20000;
+  const std::string examples = EW_EXAMPLES_DIR, sources = std::string(EW_SOURCE_DIR);
+  addConfig(fmt::format(R"(events:
+  dropsPerPeer: 0
+plugins:
+  modules:
+    - {{module: {0}/event_filter.wasm, manifest: {1}/plugins/examples/event_filter.yaml}}
+    - {{module: {0}/wordcount.wasm, manifest: {1}/plugins/examples/wordcount.yaml}}
+  functions:
+    address: 127.0.0.1:{2}
+metrics:
+  address: 127.0.0.1:{3}
+)",
+                        examples, sources, port, port + 1));
+  startAgent();
+  obs::EventCollector drops(*client(), {.kinds = {"drop"}});
+  std::this_thread::sleep_for(300ms);
+  auto noisy = netns::runIn(client_.name(),
+                            [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 137, 40); });
+  auto other = netns::runIn(client_.name(),
+                            [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 7002, 30); });
+  ASSERT_TRUE(noisy && other);
+  std::this_thread::sleep_for(500ms);
+  drops.stop();
+  int to137 = 0, to7002 = 0;
+  for (const auto& e : drops.events()) {
+    if (e.dport == 137) to137++;
+    if (e.dport == 7002) to7002++;
+  }
+  EXPECT_EQ(to137, 0) << "the event filter drops NetBIOS noise before subscribers";
+  EXPECT_EQ(to7002, 30) << "other drops pass the plugin unchanged";
+
+  httplib::Client http("127.0.0.1", port);
+  auto r = http.Post("/v1/functions/wordcount", "one two three\nfour\n", "text/plain");
+  ASSERT_TRUE(r) << log();
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_NE(r->body.find("\"words\":4"), std::string::npos) << r->body;
+  EXPECT_EQ(r->get_header_value("X-Edgeward-Exit-Code"), "0");
+  auto missing = http.Post("/v1/functions/nope", "", "text/plain");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_NE(missing->body.find("nope"), std::string::npos);
+
+  auto metrics = httplib::Client("127.0.0.1", port + 1).Get("/metrics");
+  ASSERT_TRUE(metrics);
+  {
+    std::string plug;
+    for (size_t at = 0; (at = metrics->body.find("edgeward_plugin", at)) != std::string::npos;) {
+      auto nl = metrics->body.find('\n', at);
+      plug += metrics->body.substr(at, nl - at + 1);
+      at = nl;
+    }
+    EXPECT_NE(metrics->body.find(
+                  "edgeward_plugin_events_total{plugin=\"event-filter\",verdict=\"drop\"} 40"),
+              std::string::npos)
+        << plug;
+    EXPECT_NE(metrics->body.find("edgeward_function_invocations_total{function=\"wordcount\"}"),
+              std::string::npos);
+  }
+}
+
+TEST_F(AgentLab, ABadPluginStopsTheStartWithOneClearError) {
+  const std::string sources = std::string(EW_SOURCE_DIR);
+  writeFile(dir_ / "bad.wasm", "not a module");
+  addConfig(fmt::format(R"(plugins:
+  modules:
+    - {{module: {}, manifest: {}/plugins/examples/event_filter.yaml}}
+)",
+                        (dir_ / "bad.wasm").string(), sources));
+  auto r = testing::runShell(fmt::format("timeout 20 {} agent --config {} 2>&1", EW_EDGEWARD_BIN,
+                                         (dir_ / "agent.yaml").string()));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("bad.wasm"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -1,0 +1,122 @@
+// WebAssembly plugins on the event pipeline, and functions for the HTTP listener.
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "agent/agent.h"
+#include "wasm/engines.h"
+
+namespace edgeward::agent {
+namespace {
+
+Result<std::vector<uint8_t>> readModule(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return failErrno(fmt::format("plugins: cannot read module {}", path));
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+Result<void> Agent::startPlugins() {
+  // A long-running agent compiles whole modules at load: with lazy compilation a plugin's first
+  // calls would compile under its CPU limit and could fail (fail-open passes them, counted).
+  wasm::configureV8({.trapHandler = false, .lazyCompilation = false});
+  wasm::OperatorCaps caps;
+  for (const auto& [host, writable] : cfg_.plugins.grants) caps.grants.push_back({host, writable});
+  wasm::PluginManager::Callbacks cb;
+  cb.emit = [this](const std::string& plugin, std::string_view topic,
+                   std::span<const uint8_t> bytes) {
+    if (bytes.size() == sizeof(pipeline::Event)) {
+      pipeline::Event e;
+      std::memcpy(&e, bytes.data(), sizeof e);
+      std::lock_guard lock(emittedMu_);
+      emitted_.push_back(e);
+      return;
+    }
+    // Topic payloads (JSON alerts, ...) need a sink (MQTT arrives with the edge pipeline).
+    emittedOther_.fetch_add(1, std::memory_order_relaxed);
+    fmt::print(stderr, "edgeward: plugin {} emitted {} bytes on topic {} (no topic sink yet)\n",
+               plugin, bytes.size(), topic);
+  };
+  cb.publish = [](const std::string&, std::string_view, std::span<const uint8_t>) {
+    return false;  // no publish sink yet: the guest's ew_on_complete gets EW_FAILED
+  };
+  cb.log = [](const std::string& plugin, int level, std::string_view msg) {
+    static constexpr const char* kLevels[] = {"debug", "info", "warn", "error"};
+    fmt::print(stderr, "edgeward: plugin {} [{}]: {}\n", plugin, kLevels[level & 3], msg);
+  };
+  cb.disabled = [](const std::string& plugin, const std::string& why) {
+    fmt::print(stderr, "edgeward: plugin {} disabled: {}\n", plugin, why);
+  };
+  plugins_ = std::make_unique<wasm::PluginManager>(caps, std::move(cb));
+  functions_ = std::make_unique<wasm::FunctionRunner>(caps);
+  size_t loadedPlugins = 0;
+  for (const ModuleConfig& m : cfg_.plugins.modules) {
+    EW_TRY(manifest, wasm::loadManifest(m.manifest));
+    EW_TRY(bytes, readModule(m.module));
+    if (manifest->kind == wasm::ModuleKind::Plugin) {
+      if (auto r = plugins_->load(*manifest, *bytes); !r)
+        return std::unexpected(r.error().context("plugin " + m.module));
+      loadedPlugins++;
+    } else if (auto r = functions_->deploy(*manifest, *bytes); !r) {
+      return std::unexpected(r.error().context("function " + m.module));
+    }
+    notes_.push_back(fmt::format("{} {} loaded from {}",
+                                 manifest->kind == wasm::ModuleKind::Plugin ? "plugin" : "function",
+                                 manifest->name, m.module));
+  }
+  if (loadedPlugins) bus_->setStage([this](std::vector<pipeline::Event>& b) { runPlugins(b); });
+  return {};
+}
+
+void Agent::runPlugins(std::vector<pipeline::Event>& batch) {
+  std::vector<std::span<const uint8_t>> spans;
+  spans.reserve(batch.size());
+  for (const auto& e : batch)
+    spans.emplace_back(reinterpret_cast<const uint8_t*>(&e), sizeof e);
+  auto results = plugins_->onEvents(spans);
+  std::vector<pipeline::Event> out;
+  out.reserve(batch.size());
+  for (size_t i = 0; i < batch.size() && i < results.size(); i++) {
+    switch (results[i].verdict) {
+      case wasm::Verdict::Pass:
+        out.push_back(batch[i]);
+        break;
+      case wasm::Verdict::Drop:
+        break;
+      case wasm::Verdict::Replace:
+        if (results[i].bytes.size() == sizeof(pipeline::Event)) {
+          pipeline::Event e;
+          std::memcpy(&e, results[i].bytes.data(), sizeof e);
+          out.push_back(e);
+        } else {
+          out.push_back(batch[i]);  // not an event record: the original goes on
+        }
+        break;
+    }
+  }
+  {
+    std::lock_guard lock(emittedMu_);
+    out.insert(out.end(), emitted_.begin(), emitted_.end());
+    emitted_.clear();
+  }
+  batch.swap(out);
+}
+
+Result<wasm::InvokeResult> Agent::invokeFunction(const std::string& name, std::string input,
+                                                 const std::string& caller) {
+  if (!functions_) return fail(ErrorCode::Unavailable, "functions are not running");
+  std::vector<std::string> env;
+  if (!caller.empty()) env.push_back("EW_CALLER=" + caller);
+  return functions_->invoke(name, std::move(input), std::move(env));
+}
+
+std::vector<wasm::PluginStats> Agent::plugins() const {
+  return plugins_ ? plugins_->list() : std::vector<wasm::PluginStats>{};
+}
+
+std::vector<wasm::FunctionInfo> Agent::functions() const {
+  return functions_ ? functions_->list() : std::vector<wasm::FunctionInfo>{};
+}
+
+}  // namespace edgeward::agent
