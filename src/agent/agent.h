@@ -56,6 +56,13 @@ class Agent : public api::AgentControl {
   Result<void> setSwitches(const api::Caller& who, std::optional<bool> synLimit) override;
   Result<std::vector<api::NamedEvent>> recentEvents(const api::EventFilter& f, size_t n) override;
   Result<std::unique_ptr<api::EventStream>> subscribeEvents(const api::EventFilter& f) override;
+  Result<api::ModuleInfo> loadModule(const api::Caller& who, const std::string& manifest,
+                                     const std::string& wasm, const std::string& source) override;
+  Result<void> unloadModule(const api::Caller& who, const std::string& kind,
+                            const std::string& name) override;
+  Result<std::vector<api::ModuleInfo>> listModules() override;
+  Result<api::FunctionOutput> runFunction(const api::Caller& who, const std::string& name,
+                                          const std::string& input) override;
 
   // Runs a deployed function: the body is its stdin, `caller` (the client certificate's
   // identity, or "" without mTLS) reaches it as EW_CALLER. For the HTTP listener.
@@ -143,6 +150,7 @@ class Agent : public api::AgentControl {
   int bpfStatsFd_ = -1;
   std::unique_ptr<wasm::PluginManager> plugins_;
   std::unique_ptr<wasm::FunctionRunner> functions_;
+  std::mutex modulesMu_;  // serialises load/unload (and installing the plugin stage)
   std::mutex emittedMu_;
   std::vector<pipeline::Event> emitted_;  // events plugins emitted, joined to the next batch
   std::atomic<uint64_t> emittedOther_{

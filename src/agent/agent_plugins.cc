@@ -72,8 +72,7 @@ Result<void> Agent::startPlugins() {
 void Agent::runPlugins(std::vector<pipeline::Event>& batch) {
   std::vector<std::span<const uint8_t>> spans;
   spans.reserve(batch.size());
-  for (const auto& e : batch)
-    spans.emplace_back(reinterpret_cast<const uint8_t*>(&e), sizeof e);
+  for (const auto& e : batch) spans.emplace_back(reinterpret_cast<const uint8_t*>(&e), sizeof e);
   auto results = plugins_->onEvents(spans);
   std::vector<pipeline::Event> out;
   out.reserve(batch.size());
@@ -109,6 +108,109 @@ Result<wasm::InvokeResult> Agent::invokeFunction(const std::string& name, std::s
   std::vector<std::string> env;
   if (!caller.empty()) env.push_back("EW_CALLER=" + caller);
   return functions_->invoke(name, std::move(input), std::move(env));
+}
+
+namespace {
+
+api::ModuleInfo infoOf(const wasm::PluginStats& p) {
+  api::ModuleInfo m;
+  m.kind = "plugin";
+  m.name = p.name;
+  m.version = p.version;
+  m.enabled = p.enabled;
+  m.disabledReason = p.disabledReason;
+  m.failurePolicy = std::string(wasm::failurePolicyName(p.policy));
+  m.calls = p.calls;
+  m.passed = p.passed;
+  m.dropped = p.dropped;
+  m.replaced = p.replaced;
+  m.failures = p.failures;
+  m.timeouts = p.timeouts;
+  m.memoryErrors = p.memoryErrors;
+  m.traps = p.traps;
+  m.rateLimited = p.rateLimited;
+  m.busy = p.busy;
+  m.callNsTotal = p.callNsTotal;
+  m.instancesLive = p.instancesLive;
+  m.lastError = p.lastError;
+  return m;
+}
+
+api::ModuleInfo infoOf(const wasm::FunctionInfo& f) {
+  api::ModuleInfo m;
+  m.kind = "function";
+  m.name = f.name;
+  m.version = f.version;
+  m.calls = f.invocations;
+  m.failures = f.failures;
+  m.rateLimited = f.rateLimited;
+  m.instancesLive = f.instancesLive;
+  return m;
+}
+
+Result<void> admin(const api::Caller& who, std::string_view what) {
+  if (who.role != api::Role::Admin)
+    return fail(ErrorCode::PermissionDenied, fmt::format("{} may not {}", who.identity, what));
+  return {};
+}
+
+}  // namespace
+
+Result<api::ModuleInfo> Agent::loadModule(const api::Caller& who, const std::string& manifestText,
+                                          const std::string& wasmBytes, const std::string& source) {
+  EW_TRY(allowed, admin(who, "load modules"));
+  if (!plugins_) return fail(ErrorCode::Unavailable, "plugins are not running");
+  auto manifest = wasm::parseManifest(manifestText, source.empty() ? "manifest.yaml" : source);
+  if (!manifest) return fail(ErrorCode::InvalidArgument, manifest.error().str());
+  std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(wasmBytes.data()),
+                                 wasmBytes.size());
+  std::lock_guard lock(modulesMu_);
+  auto invalid = [&](const Error& e) {
+    return std::unexpected(Error(ErrorCode::InvalidArgument, e.str()));
+  };
+  if (manifest->kind == wasm::ModuleKind::Function) {
+    if (auto r = functions_->deploy(*manifest, bytes); !r) return invalid(r.error());
+    for (const auto& f : functions())
+      if (f.name == manifest->name) return infoOf(f);
+    return fail(ErrorCode::Internal, "function deployed but not listed");
+  }
+  const bool loaded = plugins_->stats(manifest->name).has_value();
+  auto r = loaded ? plugins_->replace(*manifest, bytes) : plugins_->load(*manifest, bytes);
+  if (!r) return invalid(r.error());
+  bus_->setStage([this](std::vector<pipeline::Event>& b) { runPlugins(b); });
+  EW_TRY(st, plugins_->stats(manifest->name));
+  return infoOf(*st);
+}
+
+Result<void> Agent::unloadModule(const api::Caller& who, const std::string& kind,
+                                 const std::string& name) {
+  EW_TRY(allowed, admin(who, "unload modules"));
+  if (!plugins_) return fail(ErrorCode::Unavailable, "plugins are not running");
+  std::lock_guard lock(modulesMu_);
+  if (kind == "function") {
+    if (auto r = functions_->remove(name); !r) return fail(ErrorCode::NotFound, r.error().str());
+    return {};
+  }
+  if (kind != "plugin")
+    return fail(ErrorCode::InvalidArgument,
+                fmt::format("unknown module kind \"{}\" (expected plugin or function)", kind));
+  if (auto r = plugins_->unload(name); !r) return fail(ErrorCode::NotFound, r.error().str());
+  if (plugins_->list().empty()) bus_->setStage({});
+  return {};
+}
+
+Result<std::vector<api::ModuleInfo>> Agent::listModules() {
+  std::vector<api::ModuleInfo> out;
+  for (const auto& p : plugins()) out.push_back(infoOf(p));
+  for (const auto& f : functions()) out.push_back(infoOf(f));
+  return out;
+}
+
+Result<api::FunctionOutput> Agent::runFunction(const api::Caller& who, const std::string& name,
+                                               const std::string& input) {
+  EW_TRY(allowed, admin(who, "invoke functions"));
+  EW_TRY(r, invokeFunction(name, input, who.identity));
+  return api::FunctionOutput{r->out, r->err, r->exitCode};
 }
 
 std::vector<wasm::PluginStats> Agent::plugins() const {

@@ -144,6 +144,23 @@ class Subscription {
   virtual ~Subscription() = default;
 };
 
+// A WebAssembly plugin or function loaded in the agent.
+struct ModuleInfo {
+  std::string kind;  // "plugin", "function"
+  std::string name, version;
+  bool enabled = true;
+  std::string disabledReason, failurePolicy;
+  uint64_t calls = 0, passed = 0, dropped = 0, replaced = 0, failures = 0, timeouts = 0,
+           memoryErrors = 0, traps = 0, rateLimited = 0, busy = 0, callNsTotal = 0;
+  uint32_t instancesLive = 0;
+  std::string lastError;
+};
+
+struct FunctionOutput {
+  std::string out, err;
+  int exitCode = 0;
+};
+
 class AgentControl {
  public:
   virtual ~AgentControl() = default;
@@ -171,6 +188,21 @@ class AgentControl {
   }
   virtual Result<std::unique_ptr<EventStream>> subscribeEvents(const EventFilter&) {
     return fail(ErrorCode::Unavailable, "this agent has no event pipeline");
+  }
+  // WebAssembly modules: load (or replace by name), unload, list, run a function.
+  virtual Result<ModuleInfo> loadModule(const Caller&, const std::string& /*manifest*/,
+                                        const std::string& /*wasm*/,
+                                        const std::string& /*source*/) {
+    return fail(ErrorCode::Unavailable, "this agent runs no WebAssembly modules");
+  }
+  virtual Result<void> unloadModule(const Caller&, const std::string& /*kind*/,
+                                    const std::string& /*name*/) {
+    return fail(ErrorCode::Unavailable, "this agent runs no WebAssembly modules");
+  }
+  virtual Result<std::vector<ModuleInfo>> listModules() { return std::vector<ModuleInfo>{}; }
+  virtual Result<FunctionOutput> runFunction(const Caller&, const std::string& /*name*/,
+                                             const std::string& /*input*/) {
+    return fail(ErrorCode::Unavailable, "this agent runs no WebAssembly modules");
   }
 };
 

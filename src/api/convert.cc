@@ -193,6 +193,52 @@ void toProto(const NamedEvent& in, v1::Event* out) {
   out->set_netns(e.netns);
 }
 
+void toProto(const ModuleInfo& m, v1::ModuleInfo* out) {
+  out->set_kind(m.kind);
+  out->set_name(m.name);
+  out->set_version(m.version);
+  out->set_enabled(m.enabled);
+  out->set_disabled_reason(m.disabledReason);
+  out->set_failure_policy(m.failurePolicy);
+  out->set_calls(m.calls);
+  out->set_passed(m.passed);
+  out->set_dropped(m.dropped);
+  out->set_replaced(m.replaced);
+  out->set_failures(m.failures);
+  out->set_timeouts(m.timeouts);
+  out->set_memory_errors(m.memoryErrors);
+  out->set_traps(m.traps);
+  out->set_rate_limited(m.rateLimited);
+  out->set_busy(m.busy);
+  out->set_call_ns_total(m.callNsTotal);
+  out->set_instances_live(m.instancesLive);
+  out->set_last_error(m.lastError);
+}
+
+ModuleInfo fromProto(const v1::ModuleInfo& in) {
+  ModuleInfo m;
+  m.kind = in.kind();
+  m.name = in.name();
+  m.version = in.version();
+  m.enabled = in.enabled();
+  m.disabledReason = in.disabled_reason();
+  m.failurePolicy = in.failure_policy();
+  m.calls = in.calls();
+  m.passed = in.passed();
+  m.dropped = in.dropped();
+  m.replaced = in.replaced();
+  m.failures = in.failures();
+  m.timeouts = in.timeouts();
+  m.memoryErrors = in.memory_errors();
+  m.traps = in.traps();
+  m.rateLimited = in.rate_limited();
+  m.busy = in.busy();
+  m.callNsTotal = in.call_ns_total();
+  m.instancesLive = in.instances_live();
+  m.lastError = in.last_error();
+  return m;
+}
+
 void toProto(const WatchEvent& in, v1::WatchEvent* out) {
   switch (in.kind) {
     case WatchEvent::Kind::PolicyApplied:

@@ -24,6 +24,8 @@ Status fromProto(const v1::Status& in);
 
 void toProto(const WatchEvent& in, v1::WatchEvent* out);
 void toProto(const NamedEvent& in, v1::Event* out);
+void toProto(const ModuleInfo& in, v1::ModuleInfo* out);
+ModuleInfo fromProto(const v1::ModuleInfo& in);
 WatchEvent fromProto(const v1::WatchEvent& in);
 
 // InvalidArgument -> INVALID_ARGUMENT, NotFound -> NOT_FOUND, Conflict -> ABORTED,

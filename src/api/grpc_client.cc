@@ -180,6 +180,48 @@ Result<void> AgentClient::setSwitches(std::optional<bool> synLimit) {
                       [](v1::SetSwitchesResponse&) { return Result<void>(); });
 }
 
+Result<std::pair<ModuleInfo, bool>> AgentClient::loadModule(const std::string& manifest,
+                                                            const std::string& wasm,
+                                                            const std::string& source) {
+  v1::LoadModuleRequest req;
+  req.set_manifest(manifest);
+  req.set_wasm(wasm);
+  req.set_source(source);
+  return impl_->unary(&v1::Agent::Stub::LoadModule, req, [](v1::LoadModuleResponse& resp) {
+    ModuleInfo m;
+    m.kind = resp.kind();
+    m.name = resp.name();
+    return Result<std::pair<ModuleInfo, bool>>(std::pair{m, resp.replaced()});
+  });
+}
+
+Result<void> AgentClient::unloadModule(const std::string& kind, const std::string& name) {
+  v1::UnloadModuleRequest req;
+  req.set_kind(kind);
+  req.set_name(name);
+  return impl_->unary(&v1::Agent::Stub::UnloadModule, req,
+                      [](v1::UnloadModuleResponse&) { return Result<void>(); });
+}
+
+Result<std::vector<ModuleInfo>> AgentClient::listModules() {
+  return impl_->unary(&v1::Agent::Stub::ListModules, v1::ListModulesRequest{},
+                      [](v1::ListModulesResponse& resp) {
+                        std::vector<ModuleInfo> out;
+                        for (const auto& m : resp.modules()) out.push_back(convert::fromProto(m));
+                        return Result<std::vector<ModuleInfo>>(std::move(out));
+                      });
+}
+
+Result<FunctionOutput> AgentClient::invokeFunction(const std::string& name,
+                                                   const std::string& input) {
+  v1::InvokeFunctionRequest req;
+  req.set_name(name);
+  req.set_input(input);
+  return impl_->unary(&v1::Agent::Stub::InvokeFunction, req, [](v1::InvokeFunctionResponse& r) {
+    return Result<FunctionOutput>(FunctionOutput{r.stdout(), r.stderr(), r.exit_code()});
+  });
+}
+
 Result<void> AgentClient::watch(const std::function<bool(const WatchEvent&)>& onEvent,
                                 std::stop_token stop, const std::function<void()>& onSubscribed) {
   grpc::ClientContext ctx;

@@ -74,6 +74,13 @@ class AgentClient {
   Result<Status> status();
   Result<std::string> upgradeProgram(const std::string& objectPath);
   Result<void> setSwitches(std::optional<bool> synLimit);
+  // WebAssembly modules: the loaded module (kind, name) and whether it replaced one.
+  Result<std::pair<ModuleInfo, bool>> loadModule(const std::string& manifest,
+                                                 const std::string& wasm,
+                                                 const std::string& source);
+  Result<void> unloadModule(const std::string& kind, const std::string& name);
+  Result<std::vector<ModuleInfo>> listModules();
+  Result<FunctionOutput> invokeFunction(const std::string& name, const std::string& input);
 
   // Calls onEvent for each event until it returns false, `stop` is requested, or the agent ends
   // the stream. Blocks. Returns success when stopped by onEvent or `stop`; otherwise the error

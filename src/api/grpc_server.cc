@@ -230,6 +230,50 @@ class Service final : public v1::Agent::Service {
     });
   }
 
+  grpc::Status LoadModule(grpc::ServerContext* ctx, const v1::LoadModuleRequest* req,
+                          v1::LoadModuleResponse* resp) override {
+    return call(ctx, "LoadModule", Access::Write, [&](const Caller& who) {
+      auto before = s_.control.listModules();
+      return reply(s_.control.loadModule(who, req->manifest(), req->wasm(), req->source()),
+                   [&](auto& m) {
+                     resp->set_kind(m.kind);
+                     resp->set_name(m.name);
+                     bool had = false;
+                     if (before)
+                       for (const auto& b : *before) had |= b.kind == m.kind && b.name == m.name;
+                     resp->set_replaced(had);
+                   });
+    });
+  }
+
+  grpc::Status UnloadModule(grpc::ServerContext* ctx, const v1::UnloadModuleRequest* req,
+                            v1::UnloadModuleResponse*) override {
+    return call(ctx, "UnloadModule", Access::Write, [&](const Caller& who) {
+      auto r = s_.control.unloadModule(who, req->kind(), req->name());
+      return r ? grpc::Status::OK : convert::toGrpcStatus(r.error());
+    });
+  }
+
+  grpc::Status ListModules(grpc::ServerContext* ctx, const v1::ListModulesRequest*,
+                           v1::ListModulesResponse* resp) override {
+    return call(ctx, "ListModules", Access::Read, [&](const Caller&) {
+      return reply(s_.control.listModules(), [&](auto& ms) {
+        for (const auto& m : ms) convert::toProto(m, resp->add_modules());
+      });
+    });
+  }
+
+  grpc::Status InvokeFunction(grpc::ServerContext* ctx, const v1::InvokeFunctionRequest* req,
+                              v1::InvokeFunctionResponse* resp) override {
+    return call(ctx, "InvokeFunction", Access::Write, [&](const Caller& who) {
+      return reply(s_.control.runFunction(who, req->name(), req->input()), [&](auto& o) {
+        resp->set_stdout(o.out);
+        resp->set_stderr(o.err);
+        resp->set_exit_code(o.exitCode);
+      });
+    });
+  }
+
   grpc::Status Events(grpc::ServerContext* ctx, const v1::EventsRequest* req,
                       grpc::ServerWriter<v1::EventsResponse>* writer) override {
     return call(ctx, "Events", Access::Read, [&](const Caller&) -> grpc::Status {

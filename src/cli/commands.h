@@ -17,6 +17,8 @@ void addAgentCommand(CLI::App& app);
 void addControllerCommand(CLI::App& app);
 void addObserveCommands(CLI::App& app);  // events, top
 void addFnCommands(CLI::App& app);       // fn run, plugin run (local, no agent)
+void addModuleCommands(
+    CLI::App& app);  // plugin load|list|stats|unload, fn deploy|invoke|list|remove
 
 // Ends the command with the error as one line and exit code 1 when r failed.
 template <typename T>

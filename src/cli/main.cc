@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   edgeward::cli::addControllerCommand(app);
   edgeward::cli::addObserveCommands(app);
   edgeward::cli::addFnCommands(app);
+  edgeward::cli::addModuleCommands(app);  // needs addFnCommands first
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

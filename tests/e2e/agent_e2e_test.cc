@@ -23,6 +23,7 @@
 #include <bpf/bpf.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include "api/grpc_client.h"
 #include "common/netns.h"
@@ -1023,6 +1024,72 @@ TEST_F(AgentLab, ABadPluginStopsTheStartWithOneClearError) {
                                          (dir_ / "agent.yaml").string()));
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("bad.wasm"), std::string::npos) << r.out;
+}
+
+// Modules on a running agent through the CLI: load, list, stats, replace, unload a plugin;
+// deploy, invoke, list, remove a function; a bad module changes nothing.
+TEST_F(AgentLab, PluginsAndFunctionsAreManagedThroughTheApi) {
+  startAgent();
+  const std::string examples = EW_EXAMPLES_DIR, sources = std::string(EW_SOURCE_DIR);
+  auto ew = [&](const std::string& args) {
+    return testing::runShell(
+        fmt::format("EDGEWARD_SERVER=unix://{} {} {}", socket_, EW_EDGEWARD_BIN, args));
+  };
+  const std::string filter = fmt::format(
+      "{}/event_filter.wasm -m {}/plugins/examples/event_filter.yaml", examples, sources);
+  auto r = ew("plugin load " + filter);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("plugin event-filter loaded"), std::string::npos) << r.out;
+
+  obs::EventCollector drops(*client(), {.kinds = {"drop"}, .port = 137});
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(netns::runIn(client_.name(),
+                           [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 137, 20); }));
+  std::this_thread::sleep_for(400ms);
+  drops.stop();
+  EXPECT_EQ(drops.events().size(), 0u) << "the loaded plugin drops them";
+
+  r = ew("plugin list -o json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto list = nlohmann::json::parse(r.out);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["name"], "event-filter");
+  EXPECT_EQ(list[0]["dropped"], 20);
+  r = ew("plugin stats event-filter");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("20 dropped"), std::string::npos) << r.out;
+  r = ew("plugin load " + filter);  // the same name again: a replacement
+  EXPECT_NE(r.out.find("replaced"), std::string::npos) << r.out;
+
+  writeFile(dir_ / "bad.wasm", "\0asm garbage");
+  r = ew(fmt::format("plugin load {} -m {}/plugins/examples/enricher.yaml",
+                     (dir_ / "bad.wasm").string(), sources));
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "one line: " << r.out;
+  r = ew("plugin list -o json");
+  EXPECT_EQ(nlohmann::json::parse(r.out).size(), 1u) << "nothing changed";
+
+  r = ew("plugin unload event-filter");
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = ew("plugin unload event-filter");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("event-filter"), std::string::npos) << r.out;
+
+  r = ew(fmt::format("fn deploy {}/wordcount.wasm -m {}/plugins/examples/wordcount.yaml", examples,
+                     sources));
+  ASSERT_EQ(r.code, 0) << r.out;
+  writeFile(dir_ / "input.txt", "a b c\n");
+  r = ew("fn invoke wordcount < " + (dir_ / "input.txt").string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"words\":3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"caller\":\"local\""), std::string::npos) << r.out;
+  r = ew("fn list");
+  EXPECT_NE(r.out.find("wordcount"), std::string::npos) << r.out;
+  r = ew("fn invoke missing </dev/null");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("missing"), std::string::npos) << r.out;
+  r = ew("fn remove wordcount");
+  EXPECT_EQ(r.code, 0) << r.out;
 }
 
 }  // namespace
