@@ -56,8 +56,8 @@ class Agent : public api::AgentControl {
   Result<void> setSwitches(const api::Caller& who, std::optional<bool> synLimit) override;
   Result<std::vector<api::NamedEvent>> recentEvents(const api::EventFilter& f, size_t n) override;
   Result<std::unique_ptr<api::EventStream>> subscribeEvents(const api::EventFilter& f) override;
-  Result<api::ModuleInfo> loadModule(const api::Caller& who, const std::string& manifest,
-                                     const std::string& wasm, const std::string& source) override;
+  Result<api::LoadedModule> loadModule(const api::Caller& who, const std::string& manifest,
+                                       const std::string& wasm, const std::string& source) override;
   Result<void> unloadModule(const api::Caller& who, const std::string& kind,
                             const std::string& name) override;
   Result<std::vector<api::ModuleInfo>> listModules() override;

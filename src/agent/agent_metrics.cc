@@ -98,6 +98,7 @@ Result<api::Status> Agent::status() {
   if (auto pi = fw_->programInfo(bpf::Hook::XdpIngress)) s.programTag = pi->tag;
 
   EW_TRY(ev, fw_->readEventStats());
+  s.events.firewallSent = (*ev)[EW_EVS_DROP_SENT] + (*ev)[EW_EVS_CONN_SENT];
   s.events.firewallLost = (*ev)[EW_EVS_DROP_LOST] + (*ev)[EW_EVS_CONN_LOST];
   s.events.dropsSampledOut = (*ev)[EW_EVS_DROP_SAMPLED_OUT];
   s.events.dropsRateLimited = (*ev)[EW_EVS_DROP_RATE_LIMITED];
@@ -167,17 +168,10 @@ Result<std::string> Agent::metricsText() {
   }
 
   // Events: what was sent, and everything that was not, by cause.
-  EW_TRY(ev, fw_->readEventStats());
   auto& sent =
       family(out, "edgeward_events_total", "Events written by each source.", MetricType::Counter);
-  add(sent, double((*ev)[EW_EVS_DROP_SENT] + (*ev)[EW_EVS_CONN_SENT]), {{"source", "firewall"}});
-  std::optional<std::array<uint64_t, FM_S_COUNT>> fms;
-  if (flowmon_) {
-    EW_TRY(fs, flowmon_->readStats());
-    fms = *fs;
-    add(sent, double((*fs)[FM_S_OPEN_SENT] + (*fs)[FM_S_CLOSE_SENT] + (*fs)[FM_S_RETRANS_SENT]),
-        {{"source", "flowmon"}});
-  }
+  add(sent, double(st->events.firewallSent), {{"source", "firewall"}});
+  if (st->events.flowmon) add(sent, double(st->events.flowmonSent), {{"source", "flowmon"}});
   auto& lost = family(out, "edgeward_events_lost_total",
                       "Events lost: a full ring buffer (firewall, flowmon) or a subscriber "
                       "that fell behind (subscriber).",
@@ -212,6 +206,11 @@ Result<std::string> Agent::metricsText() {
     add(runNs, double(info.run_time_ns) / 1e9, l);
   }
 
+  std::optional<std::array<uint64_t, FM_S_COUNT>> fms;
+  if (flowmon_) {
+    EW_TRY(fs, flowmon_->readStats());
+    fms = *fs;
+  }
   if (fms) {
     auto& states = family(out, "edgeward_tcp_state_transitions_total",
                           "TCP sockets entering each state (all namespaces).", MetricType::Counter);

@@ -156,8 +156,9 @@ Result<void> admin(const api::Caller& who, std::string_view what) {
 
 }  // namespace
 
-Result<api::ModuleInfo> Agent::loadModule(const api::Caller& who, const std::string& manifestText,
-                                          const std::string& wasmBytes, const std::string& source) {
+Result<api::LoadedModule> Agent::loadModule(const api::Caller& who, const std::string& manifestText,
+                                            const std::string& wasmBytes,
+                                            const std::string& source) {
   EW_TRY(allowed, admin(who, "load modules"));
   if (!plugins_) return fail(ErrorCode::Unavailable, "plugins are not running");
   auto manifest = wasm::parseManifest(manifestText, source.empty() ? "manifest.yaml" : source);
@@ -169,17 +170,23 @@ Result<api::ModuleInfo> Agent::loadModule(const api::Caller& who, const std::str
     return std::unexpected(Error(ErrorCode::InvalidArgument, e.str()));
   };
   if (manifest->kind == wasm::ModuleKind::Function) {
+    auto deployed = [&]() -> std::optional<wasm::FunctionInfo> {
+      for (const auto& f : functions())
+        if (f.name == manifest->name) return f;
+      return std::nullopt;
+    };
+    const bool replaced = deployed().has_value();
     if (auto r = functions_->deploy(*manifest, bytes); !r) return invalid(r.error());
-    for (const auto& f : functions())
-      if (f.name == manifest->name) return infoOf(f);
-    return fail(ErrorCode::Internal, "function deployed but not listed");
+    auto f = deployed();
+    if (!f) return fail(ErrorCode::Internal, "function deployed but not listed");
+    return api::LoadedModule{infoOf(*f), replaced};
   }
-  const bool loaded = plugins_->stats(manifest->name).has_value();
-  auto r = loaded ? plugins_->replace(*manifest, bytes) : plugins_->load(*manifest, bytes);
+  const bool replaced = plugins_->stats(manifest->name).has_value();
+  auto r = replaced ? plugins_->replace(*manifest, bytes) : plugins_->load(*manifest, bytes);
   if (!r) return invalid(r.error());
   bus_->setStage([this](std::vector<pipeline::Event>& b) { runPlugins(b); });
   EW_TRY(st, plugins_->stats(manifest->name));
-  return infoOf(*st);
+  return api::LoadedModule{infoOf(*st), replaced};
 }
 
 Result<void> Agent::unloadModule(const api::Caller& who, const std::string& kind,

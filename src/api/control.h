@@ -80,6 +80,8 @@ struct ReasonCounter {
 
 // What became of events (docs/observability.md): lost ones are counted, never hidden.
 struct EventCounters {
+  uint64_t firewallSent = 0;      // drop and connection events the firewall wrote
+  uint64_t flowmonSent = 0;       // TCP lifecycle events flowmon wrote
   uint64_t published = 0;         // handed to subscribers
   uint64_t firewallLost = 0;      // ring buffer full (drop and connection events)
   uint64_t flowmonLost = 0;       // ring buffer full
@@ -156,6 +158,11 @@ struct ModuleInfo {
   std::string lastError;
 };
 
+struct LoadedModule {
+  ModuleInfo module;
+  bool replaced = false;  // a module of that kind and name was loaded before
+};
+
 struct FunctionOutput {
   std::string out, err;
   int exitCode = 0;
@@ -190,9 +197,9 @@ class AgentControl {
     return fail(ErrorCode::Unavailable, "this agent has no event pipeline");
   }
   // WebAssembly modules: load (or replace by name), unload, list, run a function.
-  virtual Result<ModuleInfo> loadModule(const Caller&, const std::string& /*manifest*/,
-                                        const std::string& /*wasm*/,
-                                        const std::string& /*source*/) {
+  virtual Result<LoadedModule> loadModule(const Caller&, const std::string& /*manifest*/,
+                                          const std::string& /*wasm*/,
+                                          const std::string& /*source*/) {
     return fail(ErrorCode::Unavailable, "this agent runs no WebAssembly modules");
   }
   virtual Result<void> unloadModule(const Caller&, const std::string& /*kind*/,

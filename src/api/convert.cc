@@ -138,6 +138,8 @@ void toProto(const Status& in, v1::Status* out) {
   ev->set_drops_sampled_out(in.events.dropsSampledOut);
   ev->set_drops_rate_limited(in.events.dropsRateLimited);
   ev->set_flowmon(in.events.flowmon);
+  ev->set_firewall_sent(in.events.firewallSent);
+  ev->set_flowmon_sent(in.events.flowmonSent);
 }
 
 Status fromProto(const v1::Status& in) {
@@ -157,9 +159,9 @@ Status fromProto(const v1::Status& in) {
   for (const auto& r : in.reasons())
     s.reasons.push_back({r.direction(), r.reason(), r.pass(), r.packets(), r.bytes()});
   const auto& ev = in.events();
-  s.events = {ev.published(),       ev.firewall_lost(),     ev.flowmon_lost(),
-              ev.subscriber_lost(), ev.drops_sampled_out(), ev.drops_rate_limited(),
-              ev.flowmon()};
+  s.events = {ev.firewall_sent(),     ev.flowmon_sent(),       ev.published(),
+              ev.firewall_lost(),     ev.flowmon_lost(),       ev.subscriber_lost(),
+              ev.drops_sampled_out(), ev.drops_rate_limited(), ev.flowmon()};
   s.synLimit = in.syn_limit();
   return s;
 }

@@ -222,17 +222,25 @@ Result<FunctionOutput> AgentClient::invokeFunction(const std::string& name,
   });
 }
 
-Result<void> AgentClient::watch(const std::function<bool(const WatchEvent&)>& onEvent,
-                                std::stop_token stop, const std::function<void()>& onSubscribed) {
+namespace {
+
+// Reads a server stream until onMessage returns false, `stop` is requested or the server ends
+// it; success unless the server ended it with an error. onOpen, if set, runs once the server
+// has sent its headers (it has registered the stream).
+template <typename Msg, typename Open, typename OnMessage>
+Result<void> readStream(const std::string& server, std::stop_token stop, Open open,
+                        OnMessage onMessage, const std::function<void()>& onOpen = {}) {
   grpc::ClientContext ctx;
-  bool stopped = false;  // by us: onEvent or stop
+  bool stopped = false;  // by us: onMessage or stop
   std::stop_callback onStop(stop, [&] { ctx.TryCancel(); });
-  auto reader = impl_->stub->Watch(&ctx, v1::WatchRequest{});
-  reader->WaitForInitialMetadata();
-  if (onSubscribed) onSubscribed();
-  v1::WatchEvent pe;
-  while (reader->Read(&pe)) {
-    if (!onEvent(convert::fromProto(pe))) {
+  auto reader = open(&ctx);
+  if (onOpen) {
+    reader->WaitForInitialMetadata();
+    onOpen();
+  }
+  Msg m;
+  while (reader->Read(&m)) {
+    if (!onMessage(m)) {
       stopped = true;
       ctx.TryCancel();
       break;
@@ -241,16 +249,26 @@ Result<void> AgentClient::watch(const std::function<bool(const WatchEvent&)>& on
   auto s = reader->Finish();
   if (s.ok() || stopped || (stop.stop_requested() && s.error_code() == grpc::StatusCode::CANCELLED))
     return {};
-  return std::unexpected(toError(s, impl_->options.server));
+  return std::unexpected(toError(s, server));
+}
+
+}  // namespace
+
+Result<void> AgentClient::watch(const std::function<bool(const WatchEvent&)>& onEvent,
+                                std::stop_token stop, const std::function<void()>& onSubscribed) {
+  return readStream<v1::WatchEvent>(
+      impl_->options.server, stop,
+      [&](grpc::ClientContext* ctx) { return impl_->stub->Watch(ctx, v1::WatchRequest{}); },
+      [&](const v1::WatchEvent& pe) { return onEvent(convert::fromProto(pe)); },
+      [&] {
+        if (onSubscribed) onSubscribed();
+      });
 }
 
 Result<void> AgentClient::events(
     const EventsRequest& req,
     const std::function<bool(const std::vector<EventRecord>&, uint64_t)>& onBatch,
     std::stop_token stop) {
-  grpc::ClientContext ctx;
-  bool stopped = false;
-  std::stop_callback onStop(stop, [&] { ctx.TryCancel(); });
   v1::EventsRequest pr;
   for (const auto& k : req.kinds) pr.add_kinds(k);
   pr.set_rule(req.rule);
@@ -259,26 +277,20 @@ Result<void> AgentClient::events(
   pr.set_port(req.port);
   pr.set_recent(req.recent);
   pr.set_follow(req.follow);
-  auto reader = impl_->stub->Events(&ctx, pr);
-  v1::EventsResponse resp;
   std::vector<EventRecord> batch;
-  while (reader->Read(&resp)) {
-    batch.clear();
-    for (const auto& e : resp.events())
-      batch.push_back({e.kind(),     e.time_ns(), e.verdict(),     e.family(),      e.src(),
-                       e.dst(),      e.proto(),   e.sport(),       e.dport(),       e.direction(),
-                       e.reason(),   e.ifindex(), e.interface(),   e.rule_id(),     e.rule(),
-                       e.identity(), e.pkt_len(), e.sampled_out(), e.duration_ns(), e.netns()});
-    if (!onBatch(batch, resp.lost())) {
-      stopped = true;
-      ctx.TryCancel();
-      break;
-    }
-  }
-  auto s = reader->Finish();
-  if (s.ok() || stopped || (stop.stop_requested() && s.error_code() == grpc::StatusCode::CANCELLED))
-    return {};
-  return std::unexpected(toError(s, impl_->options.server));
+  return readStream<v1::EventsResponse>(
+      impl_->options.server, stop,
+      [&](grpc::ClientContext* ctx) { return impl_->stub->Events(ctx, pr); },
+      [&](const v1::EventsResponse& resp) {
+        batch.clear();
+        for (const auto& e : resp.events())
+          batch.push_back({e.kind(),      e.time_ns(),     e.verdict(),     e.family(),
+                           e.src(),       e.dst(),         e.proto(),       e.sport(),
+                           e.dport(),     e.direction(),   e.reason(),      e.ifindex(),
+                           e.interface(), e.rule_id(),     e.rule(),        e.identity(),
+                           e.pkt_len(),   e.sampled_out(), e.duration_ns(), e.netns()});
+        return onBatch(batch, resp.lost());
+      });
 }
 
 }  // namespace edgeward::api

@@ -233,15 +233,11 @@ class Service final : public v1::Agent::Service {
   grpc::Status LoadModule(grpc::ServerContext* ctx, const v1::LoadModuleRequest* req,
                           v1::LoadModuleResponse* resp) override {
     return call(ctx, "LoadModule", Access::Write, [&](const Caller& who) {
-      auto before = s_.control.listModules();
       return reply(s_.control.loadModule(who, req->manifest(), req->wasm(), req->source()),
                    [&](auto& m) {
-                     resp->set_kind(m.kind);
-                     resp->set_name(m.name);
-                     bool had = false;
-                     if (before)
-                       for (const auto& b : *before) had |= b.kind == m.kind && b.name == m.name;
-                     resp->set_replaced(had);
+                     resp->set_kind(m.module.kind);
+                     resp->set_name(m.module.name);
+                     resp->set_replaced(m.replaced);
                    });
     });
   }

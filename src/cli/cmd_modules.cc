@@ -47,8 +47,7 @@ json toJson(const api::ModuleInfo& m) {
 
 void load(const std::string& file, const std::string& manifest) {
   auto client = connect();
-  auto [m, replaced] =
-      orExitApi(client.loadModule(readAll(manifest), readAll(file), manifest));
+  auto [m, replaced] = orExitApi(client.loadModule(readAll(manifest), readAll(file), manifest));
   fmt::print("{} {} {} from {}\n", m.kind, m.name, replaced ? "replaced" : "loaded", file);
 }
 
@@ -146,8 +145,9 @@ void addModuleCommands(CLI::App& app) {
   fd->add_option("-m,--manifest", manifest, "its manifest (YAML)")->required();
   fd->callback([] { load(file, manifest); });
   auto* fi = connected(fn->add_subcommand(
-      "invoke", "Run a function on the agent: stdin -> its stdin, its stdout -> stdout, its exit "
-                "code -> the exit code"));
+      "invoke",
+      "Run a function on the agent: stdin -> its stdin, its stdout -> stdout, its exit "
+      "code -> the exit code"));
   fi->add_option("NAME", name)->required();
   fi->callback([] { invoke(name); });
   auto* fl = withOutput(connected(fn->add_subcommand("list", "The agent's functions")));

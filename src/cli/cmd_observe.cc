@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/client_common.h"
+#include "pipeline/event.h"
 
 namespace edgeward::cli {
 namespace {
@@ -31,18 +32,8 @@ std::string clock(uint64_t ns) {
 }
 
 std::string protoName(uint32_t p) {
-  switch (p) {
-    case 6:
-      return "tcp";
-    case 17:
-      return "udp";
-    case 1:
-      return "icmp";
-    case 58:
-      return "icmpv6";
-    default:
-      return std::to_string(p);
-  }
+  auto n = pipeline::protoName(static_cast<uint8_t>(p));
+  return n.empty() ? std::to_string(p) : std::string(n);
 }
 
 std::string endpoint(const std::string& addr, uint32_t port, uint32_t family) {

@@ -30,21 +30,6 @@ std::string addr(const Event& e, const uint8_t* a) {
   return buf;
 }
 
-std::string_view protoName(uint8_t p) {
-  switch (p) {
-    case 6:
-      return "tcp";
-    case 17:
-      return "udp";
-    case 1:
-      return "icmp";
-    case 58:
-      return "icmpv6";
-    default:
-      return {};
-  }
-}
-
 void appendEscaped(std::string& out, std::string_view s) {
   for (char c : s) {
     if (c == '"' || c == '\\') {
@@ -106,6 +91,21 @@ std::string_view verdictOf(const Event& e) {
   if (e.kind == EW_EV_DROP) return "drop";
   if (e.kind == EW_EV_CONN_NEW) return "allow";
   return {};
+}
+
+std::string_view protoName(uint8_t p) {
+  switch (p) {
+    case 6:
+      return "tcp";
+    case 17:
+      return "udp";
+    case 1:
+      return "icmp";
+    case 58:
+      return "icmpv6";
+    default:
+      return {};
+  }
 }
 
 std::string srcAddr(const Event& e) { return addr(e, e.saddr); }

@@ -24,6 +24,8 @@ std::optional<std::string_view> kindName(uint16_t kind);
 std::optional<uint16_t> kindFromName(std::string_view name);
 // "drop" for drops, "allow" for new connections, "" for TCP lifecycle events.
 std::string_view verdictOf(const Event& e);
+// "tcp", "udp", "icmp", "icmpv6"; "" for other IP protocol numbers.
+std::string_view protoName(uint8_t proto);
 // Source / destination address as text ("10.0.0.1", "fd00::1").
 std::string srcAddr(const Event& e);
 std::string dstAddr(const Event& e);

@@ -155,8 +155,6 @@ Result<std::unique_ptr<Lab>> makeLab() {
 
 constexpr std::chrono::milliseconds kReply = 2s, kDropped = 300ms;
 
-// Frames a veth dropped on transmit because its peer's queue was full (the kernel counts them
-// as the sender's tx_dropped): lost before any program saw them, as on a real link under load.
 // UDP datagrams a namespace's sockets could not take (receive buffer full while the receiver
 // was not scheduled): /proc/net/snmp's Udp InErrors, which includes RcvbufErrors.
 uint64_t udpInErrors(const std::string& ns) {
@@ -173,16 +171,8 @@ uint64_t udpInErrors(const std::string& ns) {
   return 0;
 }
 
-// Frames or datagrams the kernel dropped on the way to the server namespace before or after
-// the program: the client veth's full peer queue, the server sockets' full buffers.
-uint64_t txDropped(const std::string& ns, const std::string& dev);
-uint64_t kernelDropsTowards(const Lab& lab) {
-  return txDropped(lab.client.name(), lab.clientIf) + udpInErrors(lab.server.name());
-}
-uint64_t kernelDropsBack(const Lab& lab) {
-  return txDropped(lab.server.name(), lab.serverIf) + udpInErrors(lab.client.name());
-}
-
+// Frames a veth dropped on transmit because its peer's queue was full (the kernel counts them
+// as the sender's tx_dropped): lost before any program saw them, as on a real link under load.
 uint64_t txDropped(const std::string& ns, const std::string& dev) {
   auto r = testing::runShell(fmt::format("ip -n {} -j -s link show dev {}", ns, dev));
   if (r.code != 0) {
@@ -195,6 +185,15 @@ uint64_t txDropped(const std::string& ns, const std::string& dev) {
     return 0;
   }
   return j[0]["stats64"]["tx"]["dropped"].template get<uint64_t>();
+}
+
+// Frames or datagrams the kernel dropped on the way to the server namespace before or after
+// the program: the client veth's full peer queue, the server sockets' full buffers.
+uint64_t kernelDropsTowards(const Lab& lab) {
+  return txDropped(lab.client.name(), lab.clientIf) + udpInErrors(lab.server.name());
+}
+uint64_t kernelDropsBack(const Lab& lab) {
+  return txDropped(lab.server.name(), lab.serverIf) + udpInErrors(lab.client.name());
 }
 
 // Allowed and denied UDP streams from the client, paced 16 datagrams per millisecond, in bursts
