@@ -1,5 +1,7 @@
 #include "wasm/instance_pool.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace edgeward::wasm {
@@ -38,12 +40,20 @@ Result<InstancePool::Lease> InstancePool::acquire(std::chrono::nanoseconds wait)
     if (!ready() && !cv_.wait_for(l, wait, ready))
       return fail(ErrorCode::Unavailable, fmt::format("all {} instances are busy", maxLive_));
     if (!idle_.empty()) {
-      lease.inst_ = std::move(idle_.back());
-      idle_.pop_back();
-      lease.inst_->vm->bind();
-      return lease;
+      const auto self = std::this_thread::get_id();
+      auto mine = std::find_if(idle_.rbegin(), idle_.rend(),
+                               [&](const auto& i) { return i->lastThread == self; });
+      auto it = mine == idle_.rend() ? std::prev(idle_.end()) : std::prev(mine.base());
+      lease.inst_ = std::move(*it);
+      idle_.erase(it);
+    } else {
+      live_++;  // room for one more: this caller creates it
     }
-    live_++;
+  }
+  if (lease.inst_) {  // binding (the isolate's lock) happens outside the pool's lock
+    lease.inst_->lastThread = std::this_thread::get_id();
+    lease.inst_->vm->bind();
+    return lease;
   }
   auto inst = create_();
   std::lock_guard l(mu_);
@@ -54,6 +64,7 @@ Result<InstancePool::Lease> InstancePool::acquire(std::chrono::nanoseconds wait)
   }
   counters_.created++;
   lease.inst_ = std::move(*inst);
+  lease.inst_->lastThread = std::this_thread::get_id();
   lease.inst_->vm->bind();
   return lease;
 }

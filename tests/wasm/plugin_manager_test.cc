@@ -4,9 +4,13 @@
 
 #include <atomic>
 #include <mutex>
+#include <optional>
+#include <semaphore>
 #include <thread>
 
 #include "edgeward_event.h"
+#include "wasm/instance_pool.h"
+#include "wasm/module_cache.h"
 #include "wasm/plugin_manager.h"
 #include "wasm_test_support.h"
 
@@ -252,6 +256,46 @@ TEST_P(PluginManagerTest, ReplaceUnderLoadDropsNoCall) {
   EXPECT_EQ(s.passed + s.dropped, calls.load());
   EXPECT_GT(passes.load(), 0u);
   EXPECT_GT(drops.load(), 0u);
+}
+
+// Moving an isolate between threads costs more than a call: a thread gets back the idle instance
+// it held last, and only takes another thread's when none of its own is idle.
+TEST_P(PluginManagerTest, APoolHandsAThreadTheInstanceItHeldLast) {
+  ModuleCache cache(engine(), 4);
+  auto mod = cache.get(readGuest("wasi_probe"));
+  ASSERT_TRUE(mod) << mod.error().str();
+  auto pool = InstancePool::make(
+      [&] { return makeInstance(engine(), *mod, 0, wasi::WasiConfig{}, nullptr, "_start"); },
+      nullptr, 2);
+  // A lease is released on the thread that took it (it holds the isolate's lock).
+  auto mine = pool->acquire(std::chrono::seconds(1));
+  ASSERT_TRUE(mine) << mine.error().str();
+  const Instance* own = &**mine;
+  std::binary_semaphore held{0}, released{0};
+  const Instance* theirs = nullptr;
+  std::thread other([&] {
+    auto l = pool->acquire(std::chrono::seconds(1));
+    if (l) theirs = &**l;
+    held.release();
+    released.acquire();
+  });  // ...and gives its instance back after ours: the most recently idle one is theirs
+  held.acquire();
+  ASSERT_NE(theirs, nullptr);
+  ASSERT_NE(theirs, own);
+  mine->release();
+  released.release();
+  other.join();
+
+  auto again = pool->acquire(std::chrono::seconds(1));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(&**again, own) << "this thread got another thread's instance while its own was idle";
+  again->release();
+  std::thread([&] {  // a thread with no instance of its own takes any idle one
+    auto l = pool->acquire(std::chrono::seconds(1));
+    EXPECT_TRUE(l);
+  })
+      .join();
+  EXPECT_EQ(pool->stats().created, 2u) << "no instance created while one was idle";
 }
 
 EW_INSTANTIATE_ENGINES(PluginManagerTest);
