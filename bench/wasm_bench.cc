@@ -11,7 +11,9 @@
 //   filter events  events/s through plugins/examples/event_filter.wasm (PluginManager::onEvent,
 //                  one thread) vs the same filter in C++ behind std::function
 //   function       FunctionRunner::invoke of plugins/examples/wordcount.wasm with 1 KiB input,
-//                  p50/p99 at concurrency 1 and 16 vs the same word count in C++
+//                  p50/p99 at concurrency 1 and 16 vs the same word count in C++; then the same
+//                  over HTTP (the agent's POST /v1/functions/NAME route, load from wrk),
+//                  vs the native word count behind the same server
 //
 //   ew_bench_wasm [--quick] [--trap-handler] [--eager] [--out FILE]
 //   (--eager: V8 compiles every function at load instead of on first call)
@@ -22,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -29,6 +32,9 @@
 
 #include <fmt/format.h>
 
+#include <httplib.h>
+
+#include "api/function_http.h"
 #include "edgeward_event.h"
 #include "support/report.h"
 #include "wasm/function_runner.h"
@@ -116,6 +122,70 @@ std::string nativeWordcount(const std::string& in) {  // plugins/examples/wordco
 struct Row {
   std::string what, wasm, native, ratio, target;
 };
+
+struct Latency {
+  double p50 = 0, p99 = 0, rate = 0;
+  std::string str() const { return fmt::format("{} / {} ({:.0f}/s)", us(p50), us(p99), rate); }
+};
+
+// `conc` threads, each making `perThread` calls of the function `makeCall(thread)` returns (made
+// on that thread, before the clock starts); a call returning false is a wrong answer.
+template <typename MakeCall>
+Latency runCallers(int conc, int perThread, MakeCall makeCall, const std::string& what) {
+  std::vector<std::vector<double>> lat(conc);
+  std::atomic<bool> bad{false};
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> ts;
+  for (int c = 0; c < conc; c++)
+    ts.emplace_back([&, c] {
+      auto call = makeCall(c);
+      lat[c].reserve(perThread);
+      ready++;
+      while (!go) std::this_thread::yield();
+      for (int i = 0; i < perThread; i++) {
+        auto t1 = Clock::now();
+        if (!call()) bad = true;
+        lat[c].push_back(nsSince(t1));
+      }
+    });
+  while (ready < conc) std::this_thread::yield();
+  auto t = Clock::now();
+  go = true;
+  for (auto& th : ts) th.join();
+  double total = nsSince(t);
+  if (bad) die(what + ": a call failed or answered differently from native");
+  std::vector<double> all;
+  for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+  return {percentile(all, 50), percentile(all, 99), all.size() / (total / 1e9)};
+}
+
+// One wrk run (1 thread, `conc` connections, `seconds` long) against `url` with the request
+// `script` builds: its p50 and p99 and requests per second. Any non-2xx answer or socket error
+// fails the benchmark.
+Latency runWrk(const std::string& url, const std::string& script, int conc, int seconds) {
+  std::string cmd =
+      fmt::format("wrk -t1 -c{} -d{}s --latency -s {} {} 2>&1", conc, seconds, script, url);
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) die("cannot run wrk (scripts/setup-deps.sh installs it)");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  if (pclose(p) != 0) die("wrk failed:\n" + out);
+  if (out.find("Non-2xx") != std::string::npos || out.find("Socket errors") != std::string::npos)
+    die("wrk saw failed requests:\n" + out);
+  auto value = [&](const std::string& label) -> double {  // "  99%  1.23ms" -> ns
+    auto at = out.find(label);
+    if (at == std::string::npos) die("no " + label + " in wrk's output:\n" + out);
+    double v = 0;
+    char unit[8] = "";
+    if (std::sscanf(out.c_str() + at + label.size(), "%lf%7s", &v, unit) != 2)
+      die("cannot read " + label + " in wrk's output:\n" + out);
+    std::string u = unit;
+    return u == "us" ? v * 1e3 : u == "ms" ? v * 1e6 : u == "s" ? v * 1e9 : v;
+  };
+  return {value(" 50%"), value(" 99%"), value("Requests/sec:")};
+}
 
 }  // namespace
 
@@ -318,54 +388,96 @@ int main(int argc, char** argv) {
     eventsRow("events/s through the same plugin, onEvents batches of 64 (1 thread)", perBatched);
   }
 
-  // Function invoke latency.
+  // Function invoke latency: in process (FunctionRunner::invoke), then over HTTP through the
+  // agent's route (api::serveFunctions) with one keep-alive client per caller, the native word
+  // count mounted on the same server as the baseline.
   {
     ew::FunctionRunner fr(ew::OperatorCaps{});
     ew::Manifest m;
     m.kind = ew::ModuleKind::Function;
     m.name = "wordcount";
+    m.limits.instances = 16;
+    m.limits.callsPerSecond = 0;
+    must(fr.deploy(m, readFile(std::string(EW_EXAMPLES_DIR) + "/wordcount.wasm")),
+         "deploy wordcount");
+    std::string input;
+    for (int i = 0; input.size() < 1024; i++)
+      input += fmt::format("word{} ", i) + (i % 8 == 7 ? "\n" : "");
+    const std::string expected = nativeWordcount(input);
+    auto wasmCall = [&]() -> bool {
+      auto r = fr.invoke("wordcount", input);
+      return r && r->out == expected;
+    };
+    auto nativeCall = [&]() -> bool {
+      auto s = nativeWordcount(input);
+      asm volatile("" ::"r"(s.data()));
+      return true;
+    };
+    auto target = [](int conc, double p99) -> std::string {
+      return conc == 16 ? (p99 <= 1e6 ? "p99 ≤ 1 ms: met" : "p99 ≤ 1 ms: MISSED") : "-";
+    };
     for (int conc : {1, 16}) {
-      m.limits.instances = static_cast<uint32_t>(std::max(2, conc));
-      must(fr.deploy(m, readFile(std::string(EW_EXAMPLES_DIR) + "/wordcount.wasm")),
-           "deploy wordcount");
-      std::string input;
-      for (int i = 0; input.size() < 1024; i++)
-        input += fmt::format("word{} ", i) + (i % 8 == 7 ? "\n" : "");
       const int perThread = (quick ? 200 : 2000) / (conc == 1 ? 1 : 4);
-      auto runAll = [&](bool wasm) {
-        std::vector<std::vector<double>> lat(conc);
-        std::atomic<bool> bad{false};
-        std::vector<std::thread> ts;
-        auto t = Clock::now();
-        for (int c = 0; c < conc; c++)
-          ts.emplace_back([&, c] {
-            for (int i = 0; i < perThread; i++) {
-              auto t1 = Clock::now();
-              if (wasm) {
-                auto r = fr.invoke("wordcount", input);
-                if (!r || r->out != nativeWordcount(input)) bad = true;
-              } else {
-                auto s = nativeWordcount(input);
-                asm volatile("" ::"r"(s.data()));
-              }
-              lat[c].push_back(nsSince(t1));
-            }
-          });
-        for (auto& th : ts) th.join();
-        double total = nsSince(t);
-        if (bad) die("wordcount: a call failed or answered differently from native");
-        std::vector<double> all;
-        for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
-        return std::tuple{percentile(all, 50), percentile(all, 99), all.size() / (total / 1e9)};
-      };
-      runAll(true);  // warm up: instances created, code tiered up
-      auto [p50, p99, rate] = runAll(true);
-      auto [n50, n99, nrate] = runAll(false);
-      rows.push_back({fmt::format("function invoke, concurrency {} (1 KiB stdin, p50 / p99)", conc),
-                      fmt::format("{} / {} ({:.0f}/s)", us(p50), us(p99), rate),
-                      fmt::format("{} / {}", us(n50), us(n99)), fmt::format("{:.0f}x", p99 / n99),
-                      conc == 16 ? (p99 <= 1e6 ? "p99 ≤ 1 ms: met" : "p99 ≤ 1 ms: MISSED") : "-"});
+      runCallers(
+          conc, perThread, [&](int) { return wasmCall; }, "wordcount");  // warm up
+      auto w = runCallers(
+          conc, perThread, [&](int) { return wasmCall; }, "wordcount");
+      auto n = runCallers(
+          conc, perThread, [&](int) { return nativeCall; }, "native");
+      rows.push_back({fmt::format("function invoke in process, concurrency {} (1 KiB stdin, p50 / "
+                                  "p99)",
+                                  conc),
+                      w.str(), n.str(), fmt::format("{:.0f}x", w.p99 / n.p99),
+                      target(conc, w.p99)});
     }
+
+    edgeward::api::HttpServer http(std::nullopt, std::max(1u, std::thread::hardware_concurrency()));
+    edgeward::api::serveFunctions(
+        http,
+        [&](const std::string& name, std::string body,
+            const std::string&) -> edgeward::Result<edgeward::api::FunctionOutput> {
+          if (name == "native-wordcount")
+            return edgeward::api::FunctionOutput{nativeWordcount(body), "", 0};
+          EW_TRY(r, fr.invoke(name, std::move(body)));
+          return edgeward::api::FunctionOutput{std::move(r->out), std::move(r->err), r->exitCode};
+        });
+    must(http.start("127.0.0.1:0"), "http listener");
+    // The load comes from wrk (one thread, `conc` kept-alive connections, each sending its next
+    // request when the answer arrives): a light client, so the figures are the server's. First
+    // one call checks the answer.
+    {
+      httplib::Client cli("127.0.0.1", http.port());
+      for (const char* path : {"/v1/functions/wordcount", "/v1/functions/native-wordcount"}) {
+        auto res = cli.Post(path, input, "application/octet-stream");
+        if (!res || res->status != 200 || res->body != expected)
+          die(fmt::format("POST {} did not answer the word count", path));
+      }
+    }
+    char dir[] = "/tmp/ew-bench-wrk-XXXXXX";
+    if (!mkdtemp(dir)) die("mkdtemp");
+    const std::string bodyFile = std::string(dir) + "/body",
+                      script = std::string(dir) + "/post.lua";
+    std::ofstream(bodyFile, std::ios::binary) << input;
+    std::ofstream(script) << fmt::format(
+        "local f = io.open(\"{}\", \"rb\")\nwrk.method = \"POST\"\nwrk.body = f:read(\"*a\")\n"
+        "f:close()\nwrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n",
+        bodyFile);
+    const int seconds = quick ? 2 : 8;
+    for (int conc : {1, 16}) {
+      auto wrk = [&](const std::string& fn) {
+        return runWrk(fmt::format("http://127.0.0.1:{}/v1/functions/{}", http.port(), fn), script,
+                      conc, seconds);
+      };
+      wrk("wordcount");  // warm up
+      auto w = wrk("wordcount");
+      auto n = wrk("native-wordcount");
+      rows.push_back({fmt::format("HTTP function invoke, concurrency {} (wrk: POST 1 KiB, "
+                                  "keep-alive, p50 / p99)",
+                                  conc),
+                      w.str(), n.str(), fmt::format("{:.1f}x", w.p99 / n.p99),
+                      target(conc, w.p99)});
+    }
+    std::filesystem::remove_all(dir);
   }
 
   eb::MdTable t({"benchmark", "WebAssembly (V8)", "native C++", "ratio", "target"});

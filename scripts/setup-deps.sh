@@ -12,8 +12,9 @@ PACKAGES=(
   libyaml-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libpcap-dev
   # agent API: gRPC with mutual TLS; openssl makes the test CAs and certificates
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libssl-dev openssl
-  # observability: Prometheus client, the HTTP listener, promtool to check the metrics
-  prometheus-cpp-dev libcpp-httplib-dev prometheus
+  # observability: Prometheus client, promtool to check the metrics; the HTTP listener
+  # (libmicrohttpd with GnuTLS) and an HTTP client for tests (cpp-httplib) and benchmarks (wrk)
+  prometheus-cpp-dev prometheus libmicrohttpd-dev libgnutls28-dev libcpp-httplib-dev wrk
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # network namespaces, nftables for the side-by-side benchmark

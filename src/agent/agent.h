@@ -66,8 +66,8 @@ class Agent : public api::AgentControl {
 
   // Runs a deployed function: the body is its stdin, `caller` (the client certificate's
   // identity, or "" without mTLS) reaches it as EW_CALLER. For the HTTP listener.
-  Result<wasm::InvokeResult> invokeFunction(const std::string& name, std::string input,
-                                            const std::string& caller);
+  Result<api::FunctionOutput> invokeFunction(const std::string& name, std::string input,
+                                             const std::string& caller);
   std::vector<wasm::PluginStats> plugins() const;
   std::vector<wasm::FunctionInfo> functions() const;
 

@@ -102,12 +102,13 @@ void Agent::runPlugins(std::vector<pipeline::Event>& batch) {
   batch.swap(out);
 }
 
-Result<wasm::InvokeResult> Agent::invokeFunction(const std::string& name, std::string input,
-                                                 const std::string& caller) {
+Result<api::FunctionOutput> Agent::invokeFunction(const std::string& name, std::string input,
+                                                  const std::string& caller) {
   if (!functions_) return fail(ErrorCode::Unavailable, "functions are not running");
   std::vector<std::string> env;
   if (!caller.empty()) env.push_back("EW_CALLER=" + caller);
-  return functions_->invoke(name, std::move(input), std::move(env));
+  EW_TRY(r, functions_->invoke(name, std::move(input), std::move(env)));
+  return api::FunctionOutput{std::move(r->out), std::move(r->err), r->exitCode};
 }
 
 namespace {
@@ -216,8 +217,7 @@ Result<std::vector<api::ModuleInfo>> Agent::listModules() {
 Result<api::FunctionOutput> Agent::runFunction(const api::Caller& who, const std::string& name,
                                                const std::string& input) {
   EW_TRY(allowed, admin(who, "invoke functions"));
-  EW_TRY(r, invokeFunction(name, input, who.identity));
-  return api::FunctionOutput{r->out, r->err, r->exitCode};
+  return invokeFunction(name, input, who.identity);
 }
 
 std::vector<wasm::PluginStats> Agent::plugins() const {

@@ -15,7 +15,7 @@ constexpr std::string_view kTop[] = {"apiVersion", "kind",    "interfaces", "pol
 constexpr std::string_view kPlugins[] = {"modules", "grants", "functions"};
 constexpr std::string_view kModule[] = {"module", "manifest"};
 constexpr std::string_view kGrant[] = {"host", "writable"};
-constexpr std::string_view kFunctions[] = {"address", "ca", "cert", "key"};
+constexpr std::string_view kFunctions[] = {"address", "threads", "ca", "cert", "key"};
 constexpr std::string_view kEvents[] = {"drops",        "connections", "dropSample",
                                         "dropsPerPeer", "dropBurst",   "ringBytes",
                                         "flowmon",      "recent",      "file"};
@@ -306,6 +306,10 @@ class ConfigParser : Reader {
       EW_TRY(a, required(*ff, node, "plugins.functions", "address"));
       EW_TRY(addr, address(a->value, "plugins.functions.address"));
       pc.functionsAddress = *addr;
+      if (const Field* t = ff->find("threads")) {
+        EW_TRY(n, number(t->value, "plugins.functions.threads", 1, 256));
+        pc.functionsThreads = *n;
+      }
       EW_TRY(files, tls(*ff, node, "plugins.functions", false));
       pc.functionsTls = *files;
     }

@@ -76,8 +76,9 @@ struct ModuleConfig {
 struct PluginsConfig {
   std::vector<ModuleConfig> modules;                 // plugins and functions, loaded in order
   std::vector<std::pair<std::string, bool>> grants;  // host directory, writable
-  std::string functionsAddress;  // HTTP listener for POST /v1/functions/NAME; "" = none
-  TlsFiles functionsTls;         // cert+key: TLS; +ca: mutual TLS (caller identity)
+  std::string functionsAddress;   // HTTP listener for POST /v1/functions/NAME; "" = none
+  TlsFiles functionsTls;          // cert+key: TLS; +ca: mutual TLS (caller identity)
+  uint32_t functionsThreads = 0;  // event loops serving the listener; 0 = one per CPU
 };
 
 struct AgentConfig {

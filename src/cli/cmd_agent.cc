@@ -1,10 +1,13 @@
 // edgeward agent --config FILE: the long-running agent, in the foreground.
 #include <signal.h>
 
+#include <thread>
+
 #include "agent/agent.h"
 #include "agent/config.h"
 #include "agent/follower.h"
 #include "api/grpc_server.h"
+#include "api/function_http.h"
 #include "api/http_server.h"
 #include "cli/commands.h"
 
@@ -50,20 +53,14 @@ void runAgent(const std::string& configPath) {
   if (!cfg.plugins.functionsAddress.empty()) {
     const auto& t = cfg.plugins.functionsTls;
     fnHttp.emplace(t.cert.empty() ? std::nullopt
-                                  : std::optional<api::HttpTls>(api::HttpTls{t.cert, t.key, t.ca}));
-    fnHttp->post(R"(/v1/functions/([a-z0-9-]+))", [&ag](const api::HttpRequest& req) {
-      auto r = ag->invokeFunction(req.captures.at(0), req.body, req.identity);
-      if (!r) {
-        int status = r.error().code() == ErrorCode::NotFound      ? 404
-                     : r.error().code() == ErrorCode::Unavailable ? 503
-                                                                  : 500;
-        return api::HttpResponse{status, "text/plain; charset=utf-8", r.error().str() + "\n", {}};
-      }
-      api::HttpResponse res{r->exitCode == 0 ? 200 : 500, "application/octet-stream", r->out, {}};
-      res.headers["X-Edgeward-Exit-Code"] = std::to_string(r->exitCode);
-      if (r->exitCode != 0) res.body += r->err;
-      return res;
-    });
+                                  : std::optional<api::HttpTls>(api::HttpTls{t.cert, t.key, t.ca}),
+                   cfg.plugins.functionsThreads
+                       ? cfg.plugins.functionsThreads
+                       : std::max(1u, std::thread::hardware_concurrency()));
+    api::serveFunctions(
+        *fnHttp, [&ag](const std::string& name, std::string body, const std::string& caller) {
+          return ag->invokeFunction(name, std::move(body), caller);
+        });
     orExit(fnHttp->start(cfg.plugins.functionsAddress));
   }
 

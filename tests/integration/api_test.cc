@@ -867,6 +867,57 @@ TEST_F(HttpTest, MutualTlsGivesHandlersTheCallersIdentity) {
   EXPECT_EQ(missing->status, 404);
 }
 
+// Two event loops serve 40 kept-alive connections at once (a thread per connection would leave
+// all but a few waiting), and every request is answered on its own connection.
+TEST_F(HttpTest, FewLoopsServeManyKeptAliveConnections) {
+  HttpServer http(std::nullopt, 2);
+  http.post(R"(/v1/functions/([a-z0-9-]+))", echo);
+  ASSERT_TRUE(http.start("127.0.0.1:0"));
+  constexpr int kClients = 40;
+  std::vector<std::unique_ptr<httplib::Client>> clients;
+  for (int i = 0; i < kClients; i++) {
+    clients.push_back(std::make_unique<httplib::Client>("127.0.0.1", http.port()));
+    clients.back()->set_keep_alive(true);
+    clients.back()->set_read_timeout(2);
+  }
+  for (int round = 0; round < 3; round++) {
+    std::vector<std::thread> ts;
+    std::atomic<int> ok{0};
+    for (int i = 0; i < kClients; i++)
+      ts.emplace_back([&, i] {
+        auto body = fmt::format("{}-{}", i, round);
+        auto r = clients[i]->Post("/v1/functions/f", body, "text/plain");
+        if (r && r->status == 200 && r->body == "|f|" + body) ok++;
+      });
+    for (auto& t : ts) t.join();
+    EXPECT_EQ(ok.load(), kClients) << "round " << round;
+  }
+}
+
+TEST_F(HttpTest, WrongMethodsUnknownPathsAndHugeBodiesGetTheirStatus) {
+  HttpServer http;
+  http.get("/metrics", [] { return HttpResponse{200, "text/plain", "m 1\n"}; });
+  http.post(R"(/v1/functions/([a-z0-9-]+))", echo);
+  ASSERT_TRUE(http.start("127.0.0.1:0"));
+  httplib::Client c("127.0.0.1", http.port());
+  auto get = c.Get("/v1/functions/f");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 405);
+  auto post = c.Post("/metrics", "", "text/plain");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 405);
+  auto missing = c.Get("/nothing");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_NE(missing->body.find("/nothing"), std::string::npos);
+  auto huge = c.Post("/v1/functions/f", std::string(HttpServer::kMaxBody + 1, 'x'), "text/plain");
+  ASSERT_TRUE(huge);
+  EXPECT_EQ(huge->status, 413);
+  auto fine = c.Post("/v1/functions/f", "ok", "text/plain");
+  ASSERT_TRUE(fine);
+  EXPECT_EQ(fine->body, "|f|ok") << "the connection still serves after a refused body";
+}
+
 TEST_F(HttpTest, PlainHttpServesGetAndBadSetupIsOneError) {
   HttpServer http;
   http.get("/metrics", [] { return HttpResponse{200, "text/plain; version=0.0.4", "m 1\n"}; });
