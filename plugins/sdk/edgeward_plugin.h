@@ -36,8 +36,10 @@
 #define EW_ERR_LIMIT -4     /* too many pending async operations (1024 per plugin) */
 
 /* ew_on_complete status */
-#define EW_OK 0        /* timer fired; publish handed to the sink */
-#define EW_FAILED 1    /* publish: the sink refused it */
+#define EW_OK                                                                                \
+  0                    /* timer fired; publish: the destination has the message (written and \
+                          synced to the agent's publish file; later, acknowledged by MQTT) */
+#define EW_FAILED 1    /* publish: the destination refused or lost it, or none is configured */
 #define EW_CANCELLED 2 /* the plugin was unloaded or replaced before completion */
 
 enum ew_log_level { EW_LOG_DEBUG = 0, EW_LOG_INFO = 1, EW_LOG_WARN = 2, EW_LOG_ERROR = 3 };

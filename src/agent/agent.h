@@ -20,6 +20,7 @@
 #include "bpf/flowmon_program.h"
 #include "pipeline/event_bus.h"
 #include "pipeline/file_sink.h"
+#include "pipeline/publisher.h"
 #include "pipeline/ring_source.h"
 #include "policy/identity_index.h"
 #include "wasm/function_runner.h"
@@ -123,6 +124,8 @@ class Agent : public api::AgentControl {
   // WebAssembly plugins and functions (agent_plugins.cc).
   Result<void> startPlugins();
   void runPlugins(std::vector<pipeline::Event>& batch);
+  void publishMessage(const std::string& plugin, std::string_view topic,
+                      std::span<const uint8_t> bytes, pipeline::Publisher::Done done);
 
   AgentConfig cfg_;
   std::mutex mu_;  // serialises transactions and guards the fields below
@@ -148,14 +151,15 @@ class Agent : public api::AgentControl {
   mutable std::mutex namesMu_;
   std::shared_ptr<const EventNameTable> names_;
   int bpfStatsFd_ = -1;
+  // Messages from plugins (ew_publish, ew_emit on a topic); null without `publish:` config
+  // (declared before the plugins: it outlives them).
+  std::unique_ptr<pipeline::Publisher> publisher_;
+  std::atomic<uint64_t> unsentMessages_{0};  // plugin messages with nowhere to go
   std::unique_ptr<wasm::PluginManager> plugins_;
   std::unique_ptr<wasm::FunctionRunner> functions_;
   std::mutex modulesMu_;  // serialises load/unload (and installing the plugin stage)
   std::mutex emittedMu_;
   std::vector<pipeline::Event> emitted_;  // events plugins emitted, joined to the next batch
-  std::atomic<uint64_t> emittedOther_{
-      0};  // emitted payloads that are not events (no sink yet)  // keeps kernel BPF run-time
-           // statistics on while the agent runs
 
   // Apply durations for the metrics: histogram buckets (seconds) and totals.
   std::mutex applyStatsMu_;

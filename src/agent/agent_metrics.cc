@@ -277,6 +277,18 @@ Result<std::string> Agent::metricsText() {
     add(fi, double(f.invocations), {{"function", f.name}});
     add(ff, double(f.failures), {{"function", f.name}});
   }
+  auto& msg = family(out, "edgeward_plugin_messages_total",
+                     "Messages plugins sent (ew_publish, ew_emit on a topic), by outcome: "
+                     "delivered to the publish destination, failed there, or unsent (none "
+                     "configured).",
+                     MetricType::Counter);
+  const auto ps = publisher_ ? publisher_->stats() : pipeline::PublisherStats{};
+  add(msg, double(ps.delivered), {{"result", "delivered"}});
+  add(msg, double(ps.failed), {{"result", "failed"}});
+  add(msg, double(unsentMessages_.load(std::memory_order_relaxed)), {{"result", "unsent"}});
+  add(family(out, "edgeward_plugin_messages_queued",
+             "Messages waiting for the publish destination.", MetricType::Gauge),
+      double(ps.queued));
   add(family(out, "edgeward_agent_start_time_seconds", "When the agent started (unix time).",
              MetricType::Gauge),
       double(startedAtMs_) / 1000);

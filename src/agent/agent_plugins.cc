@@ -1,4 +1,6 @@
 // WebAssembly plugins on the event pipeline, and functions for the HTTP listener.
+#include <time.h>
+
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -24,6 +26,13 @@ Result<void> Agent::startPlugins() {
   wasm::OperatorCaps caps;
   for (const auto& [host, writable] : cfg_.plugins.grants) caps.grants.push_back({host, writable});
   wasm::PluginManager::Callbacks cb;
+  if (cfg_.publish.file) {
+    const auto& f = *cfg_.publish.file;
+    EW_TRY(pub, pipeline::FilePublisher::start(
+                    {.file = {f.path, f.maxBytes, f.keep}, .durable = cfg_.publish.durable}));
+    publisher_ = std::move(*pub);
+    notes_.push_back(publisher_->describe());
+  }
   cb.emit = [this](const std::string& plugin, std::string_view topic,
                    std::span<const uint8_t> bytes) {
     if (bytes.size() == sizeof(pipeline::Event)) {
@@ -33,13 +42,13 @@ Result<void> Agent::startPlugins() {
       emitted_.push_back(e);
       return;
     }
-    // Topic payloads (JSON alerts, ...) need a sink (MQTT arrives with the edge pipeline).
-    emittedOther_.fetch_add(1, std::memory_order_relaxed);
-    fmt::print(stderr, "edgeward: plugin {} emitted {} bytes on topic {} (no topic sink yet)\n",
-               plugin, bytes.size(), topic);
+    // Any other payload on a topic is a message, sent without an acknowledgement to the guest.
+    publishMessage(plugin, topic, bytes, nullptr);
   };
-  cb.publish = [](const std::string&, std::string_view, std::span<const uint8_t>) {
-    return false;  // no publish sink yet: the guest's ew_on_complete gets EW_FAILED
+  cb.publish = [this](const std::string& plugin, std::string_view topic,
+                      std::span<const uint8_t> bytes,
+                      wasm::PluginManager::Callbacks::PublishDone done) {
+    publishMessage(plugin, topic, bytes, [done](Result<void> r) { done(r.has_value()); });
   };
   cb.log = [](const std::string& plugin, int level, std::string_view msg) {
     static constexpr const char* kLevels[] = {"debug", "info", "warn", "error"};
@@ -67,6 +76,26 @@ Result<void> Agent::startPlugins() {
   }
   if (loadedPlugins) bus_->setStage([this](std::vector<pipeline::Event>& b) { runPlugins(b); });
   return {};
+}
+
+void Agent::publishMessage(const std::string& plugin, std::string_view topic,
+                           std::span<const uint8_t> bytes, pipeline::Publisher::Done done) {
+  if (!publisher_) {
+    // Counted, and said once: the config has no `publish:` destination.
+    if (unsentMessages_.fetch_add(1, std::memory_order_relaxed) == 0)
+      fmt::print(stderr,
+                 "edgeward: plugin {} sent a message on topic {}, but the config has no publish: "
+                 "destination; messages are counted and dropped\n",
+                 plugin, topic);
+    if (done) done(fail(ErrorCode::Unavailable, "no publish destination is configured"));
+    return;
+  }
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  publisher_->publish(
+      {plugin, std::string(topic), std::string(bytes.begin(), bytes.end()),
+       static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec)},
+      std::move(done));
 }
 
 void Agent::runPlugins(std::vector<pipeline::Event>& batch) {

@@ -11,7 +11,7 @@ using namespace edgeward::yaml;
 
 constexpr std::string_view kTop[] = {"apiVersion", "kind",    "interfaces", "policy",   "stateDir",
                                      "bpffs",      "api",     "upstream",   "capacity", "logging",
-                                     "events",     "metrics", "plugins"};
+                                     "events",     "metrics", "plugins",    "publish"};
 constexpr std::string_view kPlugins[] = {"modules", "grants", "functions"};
 constexpr std::string_view kModule[] = {"module", "manifest"};
 constexpr std::string_view kGrant[] = {"host", "writable"};
@@ -20,6 +20,8 @@ constexpr std::string_view kEvents[] = {"drops",        "connections", "dropSamp
                                         "dropsPerPeer", "dropBurst",   "ringBytes",
                                         "flowmon",      "recent",      "file"};
 constexpr std::string_view kEventFile[] = {"path", "maxBytes", "keep"};
+constexpr std::string_view kPublish[] = {"file"};
+constexpr std::string_view kPublishFile[] = {"path", "maxBytes", "keep", "durable"};
 constexpr std::string_view kMetrics[] = {"address"};
 constexpr std::string_view kInterface[] = {"name", "netns", "mode"};
 constexpr std::string_view kPolicy[] = {"file", "keepVersions"};
@@ -134,6 +136,9 @@ class ConfigParser : Reader {
     }
     if (const Field* f = top->find("events")) {
       EW_TRY(r, events(f->value));
+    }
+    if (const Field* f = top->find("publish")) {
+      EW_TRY(r, publish(f->value));
     }
     if (const Field* f = top->find("metrics")) {
       EW_TRY(mf, fields(f->value, "metrics", kMetrics));
@@ -351,22 +356,41 @@ class ConfigParser : Reader {
     if (const Field* r = f->find("ringBytes"); r && (e.ringBytes & (e.ringBytes - 1)))
       return error(r->value, "events.ringBytes", "must be a power of two");
     if (const Field* file = f->find("file")) {
-      const Node node = file->value;
-      EW_TRY(ff, fields(node, "events.file", kEventFile));
-      EventFileConfig fc;
-      EW_TRY(p, required(*ff, node, "events.file", "path"));
-      EW_TRY(path, nonEmpty(p->value, "events.file.path"));
-      if ((*path)[0] != '/') return error(p->value, "events.file.path", "must be an absolute path");
-      fc.path = *path;
-      if (const Field* m = ff->find("maxBytes")) {
-        EW_TRY(v, number(m->value, "events.file.maxBytes", 4096, 4'000'000'000u));
-        fc.maxBytes = *v;
+      EW_TRY(ff, fields(file->value, "events.file", kEventFile));
+      EW_TRY(fc, outputFile(*ff, file->value, "events.file"));
+      e.file = *fc;
+    }
+    return {};
+  }
+
+  // A rotated output file: path (absolute), maxBytes, keep.
+  R<EventFileConfig> outputFile(const Fields& ff, const Node& node, const std::string& at) {
+    EventFileConfig fc;
+    EW_TRY(p, required(ff, node, at, "path"));
+    EW_TRY(path, nonEmpty(p->value, join(at, "path")));
+    if ((*path)[0] != '/') return error(p->value, join(at, "path"), "must be an absolute path");
+    fc.path = *path;
+    if (const Field* m = ff.find("maxBytes")) {
+      EW_TRY(v, number(m->value, join(at, "maxBytes"), 4096, 4'000'000'000u));
+      fc.maxBytes = *v;
+    }
+    if (const Field* k = ff.find("keep")) {
+      EW_TRY(v, number(k->value, join(at, "keep"), 0, 1000));
+      fc.keep = *v;
+    }
+    return fc;
+  }
+
+  R<void> publish(const Node& n) {
+    EW_TRY(f, fields(n, "publish", kPublish));
+    if (const Field* file = f->find("file")) {
+      EW_TRY(ff, fields(file->value, "publish.file", kPublishFile));
+      EW_TRY(fc, outputFile(*ff, file->value, "publish.file"));
+      cfg_.publish.file = *fc;
+      if (const Field* d = ff->find("durable")) {
+        EW_TRY(b, boolean(d->value, "publish.file.durable"));
+        cfg_.publish.durable = *b;
       }
-      if (const Field* k = ff->find("keep")) {
-        EW_TRY(v, number(k->value, "events.file.keep", 0, 1000));
-        fc.keep = *v;
-      }
-      e.file = fc;
     }
     return {};
   }

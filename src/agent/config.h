@@ -67,6 +67,12 @@ struct EventsConfig {
   std::optional<EventFileConfig> file;
 };
 
+// Where messages from plugins go (ew_publish, ew_emit on a topic): docs/plugins.md.
+struct PublishConfig {
+  std::optional<EventFileConfig> file;  // JSON lines, rotated
+  bool durable = true;                  // fsync before acknowledging
+};
+
 // A WebAssembly module the agent loads at start (docs/plugins.md).
 struct ModuleConfig {
   std::string module;    // .wasm file
@@ -93,6 +99,7 @@ struct AgentConfig {
   Capacity capacity;
   EventsConfig events;
   PluginsConfig plugins;
+  PublishConfig publish;
   std::string metricsAddress = "127.0.0.1:9479";  // Prometheus endpoint; "" = off
   std::string logLevel = "info";                  // debug, info, warn, error
   std::string source;                             // the file it came from

@@ -149,9 +149,11 @@ void runPlugin(const RunOptions& o) {
       fmt::print("  emit {}: {}\n", topic, std::string(b.begin(), b.end()));
     }
   };
-  cb.publish = [&](const std::string&, std::string_view topic, std::span<const uint8_t> b) {
+  // `plugin run` prints what a plugin publishes and acknowledges it at once.
+  cb.publish = [&](const std::string&, std::string_view topic, std::span<const uint8_t> b,
+                   wasm::PluginManager::Callbacks::PublishDone done) {
     fmt::print("  publish {}: {}\n", topic, std::string(b.begin(), b.end()));
-    return true;
+    done(true);
   };
   cb.log = [](const std::string& plugin, int level, std::string_view msg) {
     static constexpr const char* kLevels[] = {"debug", "info", "warn", "error"};

@@ -4,13 +4,14 @@
 
 #include <atomic>
 #include <cstdint>
-#include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "common/result.h"
 #include "pipeline/event_bus.h"
+#include "pipeline/rotating_file.h"
 
 namespace edgeward::pipeline {
 
@@ -36,16 +37,13 @@ class JsonFileSink {
  private:
   JsonFileSink(EventBus& bus, FileSinkOptions opts, EventNames names)
       : bus_(bus), opts_(std::move(opts)), names_(std::move(names)) {}
-  Result<void> open();
-  Result<void> rotate();
   void run();
 
   EventBus& bus_;
   FileSinkOptions opts_;
   EventNames names_;
   std::shared_ptr<Subscription> sub_;
-  std::FILE* file_ = nullptr;
-  uint64_t size_ = 0;
+  std::optional<RotatingFile> file_;
   std::atomic<uint64_t> written_{0}, rotations_{0};
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -61,7 +61,8 @@ struct PluginManager::Job {
   uint64_t seq = 0;
   std::shared_ptr<Plugin> plugin;
   int32_t token = 0;
-  bool publish = false;
+  bool publish = false;  // hand to the sink; otherwise complete with `status`
+  int32_t status = 0;
   std::string topic;
   std::vector<uint8_t> data;
 };
@@ -209,10 +210,15 @@ PluginManager::PluginManager(OperatorCaps caps, Callbacks callbacks, VmFactory e
       jobs_([](const Job& a, const Job& b) {
         return a.due != b.due ? a.due > b.due : a.seq > b.seq;
       }) {
+  relay_->manager = this;
   async_ = std::thread([this] { asyncLoop(); });
 }
 
 PluginManager::~PluginManager() {
+  {
+    std::lock_guard l(relay_->mu);  // a sink answering from now on reaches nobody
+    relay_->manager = nullptr;
+  }
   {
     std::lock_guard l(asyncMu_);
     stop_ = true;
@@ -604,21 +610,43 @@ void PluginManager::asyncLoop() {
     }
     Job job = jobs_.top();
     jobs_.pop();
+    const bool handOver = job.publish && cb_.publish;
+    if (handOver) publishing_++;
     busyAsync_ = true;
     l.unlock();
-    int32_t status = kStatusOk;
-    if (job.publish) {
-      bool ok = cb_.publish && cb_.publish(job.plugin->name, job.topic, job.data);
-      status = ok ? kStatusOk : kStatusFailed;
-      if (ok) job.plugin->published.add();
+    if (handOver) {
+      auto once = std::make_shared<std::atomic<bool>>(false);
+      cb_.publish(job.plugin->name, job.topic, job.data,
+                  [relay = relay_, once, plugin = job.plugin, token = job.token](bool ok) {
+                    if (once->exchange(true)) return;
+                    std::lock_guard rl(relay->mu);
+                    if (relay->manager) relay->manager->publishDone(plugin, token, ok);
+                  });
+    } else {
+      complete(job, job.publish ? kStatusFailed : job.status);  // no sink: the publish failed
+      job.plugin->pending.fetch_sub(1);
     }
-    complete(job, status);
-    job.plugin->pending.fetch_sub(1);
     job.plugin.reset();
     l.lock();
     busyAsync_ = false;
     asyncCv_.notify_all();
   }
+}
+
+void PluginManager::publishDone(std::shared_ptr<Plugin> plugin, int32_t token, bool ok) {
+  if (ok) plugin->published.add();
+  Job j;
+  j.due = Clock::now();
+  j.plugin = std::move(plugin);
+  j.token = token;
+  j.status = ok ? kStatusOk : kStatusFailed;
+  {
+    std::lock_guard l(asyncMu_);
+    j.seq = ++jobSeq_;
+    jobs_.push(std::move(j));
+    publishing_--;
+  }
+  asyncCv_.notify_all();
 }
 
 void PluginManager::complete(const Job& job, int32_t status) {
@@ -655,7 +683,8 @@ void PluginManager::complete(const Job& job, int32_t status) {
 
 bool PluginManager::waitIdle(std::chrono::milliseconds timeout) {
   std::unique_lock l(asyncMu_);
-  return asyncCv_.wait_for(l, timeout, [&] { return jobs_.empty() && !busyAsync_; });
+  return asyncCv_.wait_for(l, timeout,
+                           [&] { return jobs_.empty() && !busyAsync_ && publishing_ == 0; });
 }
 
 }  // namespace edgeward::wasm

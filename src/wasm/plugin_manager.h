@@ -74,9 +74,13 @@ class PluginManager {
   struct Callbacks {
     // ew_emit: (plugin, topic, bytes), after the call that emitted returned.
     std::function<void(const std::string&, std::string_view, std::span<const uint8_t>)> emit;
-    // ew_publish: true when the sink took it (status EW_OK), false -> EW_FAILED. Runs on the
-    // manager's async thread.
-    std::function<bool(const std::string&, std::string_view, std::span<const uint8_t>)> publish;
+    // ew_publish: hands (plugin, topic, bytes) to the sink, which calls `done(true)` once it has
+    // taken the message (for a queue: stored durably; for MQTT: acknowledged) or `done(false)`;
+    // the guest's ew_on_complete then gets EW_OK or EW_FAILED. Called on the manager's async
+    // thread; `done` may be called later, from any thread, once (later calls are ignored).
+    using PublishDone = std::function<void(bool)>;
+    std::function<void(const std::string&, std::string_view, std::span<const uint8_t>, PublishDone)>
+        publish;
     // ew_log and guest stdout/stderr lines: (plugin, level 0-3, message).
     std::function<void(const std::string&, int, std::string_view)> log;
     // A plugin was disabled (name, reason): for status, metrics and the event stream.
@@ -105,7 +109,8 @@ class PluginManager {
   // which saves the per-event instance hand-over. Results are in the order of `events`.
   std::vector<EventResult> onEvents(std::span<const std::span<const uint8_t>> events);
 
-  // Waits until no async completion is pending (tests, orderly shutdown).
+  // Waits until no async completion is pending, publishes handed to the sink included (tests,
+  // orderly shutdown).
   bool waitIdle(std::chrono::milliseconds timeout);
   ModuleCache& cache() { return cache_; }
 
@@ -125,6 +130,8 @@ class PluginManager {
   Verdict failed(Plugin& p, Version& v, const Error& e, Failure kind);
   void schedule(Job job);
   void asyncLoop();
+  // The sink's answer to a publish: its completion is scheduled now.
+  void publishDone(std::shared_ptr<Plugin> plugin, int32_t token, bool ok);
   void complete(const Job& job, int32_t status);
 
   OperatorCaps caps_;
@@ -141,8 +148,15 @@ class PluginManager {
   std::priority_queue<Job, std::vector<Job>, std::function<bool(const Job&, const Job&)>> jobs_;
   uint64_t jobSeq_ = 0;
   bool busyAsync_ = false;
+  uint64_t publishing_ = 0;  // handed to the sink, not answered yet
   bool stop_ = false;
   std::thread async_;
+  // What a sink's `done` reaches: cleared (under its lock) when the manager goes away first.
+  struct Relay {
+    std::mutex mu;
+    PluginManager* manager = nullptr;
+  };
+  std::shared_ptr<Relay> relay_ = std::make_shared<Relay>();
 };
 
 }  // namespace edgeward::wasm

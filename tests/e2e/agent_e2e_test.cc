@@ -956,25 +956,30 @@ TEST_F(AgentLab, PatchesChangePrefixesAsVersionedTransactions) {
 TEST_F(AgentLab, PluginsFilterTheEventStreamAndFunctionsAnswerOverHttp) {
   const int port = 20000 + (getpid() + 7) % 20000;
   const std::string examples = EW_EXAMPLES_DIR, sources = std::string(EW_SOURCE_DIR);
+  const std::string messages = (dir_ / "messages.jsonl").string();
   addConfig(fmt::format(R"(events:
   dropsPerPeer: 0
 plugins:
   modules:
     - {{module: {0}/event_filter.wasm, manifest: {1}/plugins/examples/event_filter.yaml}}
+    - {{module: {0}/enricher.wasm, manifest: {1}/plugins/examples/enricher.yaml}}
     - {{module: {0}/wordcount.wasm, manifest: {1}/plugins/examples/wordcount.yaml}}
   functions:
     address: 127.0.0.1:{2}
+publish:
+  file:
+    path: {4}
 metrics:
   address: 127.0.0.1:{3}
 )",
-                        examples, sources, port, port + 1));
+                        examples, sources, port, port + 1, messages));
   startAgent();
   obs::EventCollector drops(*client(), {.kinds = {"drop"}});
   std::this_thread::sleep_for(300ms);
   auto noisy = netns::runIn(client_.name(),
                             [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 137, 40); });
   auto other = netns::runIn(client_.name(),
-                            [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 7002, 30); });
+                            [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 7002, 100); });
   ASSERT_TRUE(noisy && other);
   std::this_thread::sleep_for(500ms);
   drops.stop();
@@ -984,7 +989,20 @@ metrics:
     if (e.dport == 7002) to7002++;
   }
   EXPECT_EQ(to137, 0) << "the event filter drops NetBIOS noise before subscribers";
-  EXPECT_EQ(to7002, 30) << "other drops pass the plugin unchanged";
+  EXPECT_EQ(to7002, 100) << "other drops pass the filter";
+  // The enricher, next in the chain, counts them per source; at the 100th it publishes an alert;
+  // the agent writes it to the publish file and acknowledges it to the plugin.
+  std::vector<nlohmann::json> published;
+  for (int i = 0; i < 100 && published.empty(); i++) {
+    std::ifstream in(messages);
+    for (std::string line; std::getline(in, line);)
+      published.push_back(nlohmann::json::parse(line));
+    if (published.empty()) std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(published.size(), 1u) << log();
+  EXPECT_EQ(published[0]["source"], "enricher");
+  EXPECT_EQ(published[0]["topic"], "alerts");
+  EXPECT_EQ(published[0]["payload"], R"({"source":"10.77.0.1","drops":100})");
 
   httplib::Client http("127.0.0.1", port);
   auto r = http.Post("/v1/functions/wordcount", "one two three\nfour\n", "text/plain");
@@ -1012,6 +1030,9 @@ metrics:
         << plug;
     EXPECT_NE(metrics->body.find("edgeward_function_invocations_total{function=\"wordcount\"}"),
               std::string::npos);
+    EXPECT_NE(metrics->body.find("edgeward_plugin_messages_total{result=\"delivered\"} 1"),
+              std::string::npos)
+        << plug;
   }
 }
 

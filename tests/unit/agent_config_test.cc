@@ -182,6 +182,35 @@ TEST(AgentConfig, EventErrorsNameTheField) {
             "a.yaml:4: events.dropz: unknown field \"dropz\" (did you mean \"drops\"?)");
 }
 
+TEST(AgentConfig, PublishAndFunctionThreads) {
+  auto c = parseAgentConfig(R"(apiVersion: edgeward.io/v1
+kind: AgentConfig
+publish:
+  file: {path: /var/log/ew/messages.jsonl, maxBytes: 100000, keep: 1, durable: false}
+plugins:
+  functions: {address: 127.0.0.1:9480, threads: 4}
+)",
+                            "a.yaml");
+  ASSERT_TRUE(c) << c.error().str();
+  ASSERT_TRUE(c->publish.file);
+  EXPECT_EQ(c->publish.file->path, "/var/log/ew/messages.jsonl");
+  EXPECT_EQ(c->publish.file->maxBytes, 100000u);
+  EXPECT_EQ(c->publish.file->keep, 1u);
+  EXPECT_FALSE(c->publish.durable);
+  EXPECT_EQ(c->plugins.functionsThreads, 4u);
+  auto d = parseAgentConfig("apiVersion: edgeward.io/v1\nkind: AgentConfig\n", "a.yaml");
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(d->publish.file);
+  EXPECT_TRUE(d->publish.durable);
+  EXPECT_EQ(d->plugins.functionsThreads, 0u) << "0: one event loop per CPU";
+
+  EXPECT_EQ(errorOf("publish:\n  file: {path: m.jsonl}\n"),
+            "a.yaml:4: publish.file.path: must be an absolute path");
+  EXPECT_EQ(errorOf("publish:\n  mqtt: {}\n"), "a.yaml:4: publish.mqtt: unknown field \"mqtt\"");
+  EXPECT_EQ(errorOf("plugins:\n  functions: {address: 127.0.0.1:1, threads: 0}\n"),
+            "a.yaml:4: plugins.functions.threads: \"0\" is not a number in 1-256");
+}
+
 TEST(AgentConfig, TheExamplesParse) {
   for (const char* f : {"/examples/agent.yaml", "/examples/agent-local.yaml"}) {
     auto c = loadAgentConfig(std::string(EW_SOURCE_DIR) + f);

@@ -4,12 +4,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "pipeline/event_bus.h"
 #include "pipeline/file_sink.h"
+#include "pipeline/publisher.h"
 
 namespace edgeward::pipeline {
 namespace {
@@ -178,6 +180,62 @@ TEST(JsonFileSink, BadOptionsAreOneClearError) {
   auto small = JsonFileSink::start(bus, {"/tmp/x.jsonl", 10});
   ASSERT_FALSE(small);
   EXPECT_NE(small.error().str().find("maxBytes"), std::string::npos);
+}
+
+// Every message is acknowledged once it is in the file (one JSON line each, binary payloads in
+// base64); a full queue refuses at once with a clear error.
+TEST(FilePublisher, WritesAcknowledgesAndRefusesWhenFull) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("ew-pub-{}", ::getpid());
+  fs::remove_all(dir);
+  const std::string path = (dir / "messages.jsonl").string();
+  std::mutex mu;
+  std::vector<std::string> acks;
+  auto ack = [&](std::string what) {
+    return [&, what](Result<void> r) {
+      std::lock_guard l(mu);
+      acks.push_back(what + (r ? " ok" : " failed: " + r.error().str()));
+    };
+  };
+  {
+    auto pub = FilePublisher::start({.file = {path, 4096, 1}});
+    ASSERT_TRUE(pub) << pub.error().str();
+    (*pub)->publish({"p1", "alerts", R"({"drops":100})", 1}, ack("a"));
+    (*pub)->publish({"p2", "raw", std::string("\xff\x00\x01", 3), 2}, ack("b"));
+    (*pub)->publish({"p1", "alerts", "three", 3}, nullptr);  // fire and forget
+    for (int i = 0; i < 200 && (*pub)->stats().delivered < 3; i++) std::this_thread::sleep_for(5ms);
+    auto st = (*pub)->stats();
+    EXPECT_EQ(st.accepted, 3u);
+    EXPECT_EQ(st.delivered, 3u);
+    EXPECT_EQ(st.failed, 0u);
+  }
+  EXPECT_EQ(acks, (std::vector<std::string>{"a ok", "b ok"}));
+  std::ifstream in(path);
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0]["source"], "p1");
+  EXPECT_EQ(lines[0]["topic"], "alerts");
+  EXPECT_EQ(lines[0]["payload"], R"({"drops":100})");
+  EXPECT_EQ(lines[0]["timeNs"], 1);
+  EXPECT_FALSE(lines[1].contains("payload"));
+  EXPECT_EQ(lines[1]["payloadBase64"], "/wAB");
+  EXPECT_EQ(lines[2]["payload"], "three");
+
+  acks.clear();
+  {
+    auto pub = FilePublisher::start({.file = {path, 4096, 1}, .queueLimit = 0});
+    ASSERT_TRUE(pub);
+    (*pub)->publish({"p1", "alerts", "x", 4}, ack("c"));
+    EXPECT_EQ((*pub)->stats().failed, 1u);
+  }
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_NE(acks[0].find("c failed: "), std::string::npos);
+  EXPECT_NE(acks[0].find("messages already waiting"), std::string::npos) << acks[0];
+
+  auto bad = FilePublisher::start({.file = {"/proc/ew-pub/m.jsonl"}});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().str().find("/proc/ew-pub/m.jsonl"), std::string::npos);
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -45,11 +45,14 @@ class PluginManagerTest : public EngineTest {
       emitted_.push_back(fmt::format("{}/{}: {}", plugin, topic, std::string(b.begin(), b.end())));
     };
     cb.publish = [this](const std::string& plugin, std::string_view topic,
-                        std::span<const uint8_t> b) {
+                        std::span<const uint8_t> b, PluginManager::Callbacks::PublishDone done) {
       std::lock_guard l(mu_);
       published_.push_back(
           fmt::format("{}/{}: {}", plugin, topic, std::string(b.begin(), b.end())));
-      return publishOk_.load();
+      if (answerLater_)
+        later_.push_back(std::move(done));  // the test answers, as a broker's ack would
+      else
+        done(publishOk_.load());
     };
     cb.log = [this](const std::string& plugin, int level, std::string_view msg) {
       std::lock_guard l(mu_);
@@ -76,6 +79,8 @@ class PluginManagerTest : public EngineTest {
   std::mutex mu_;
   std::vector<std::string> emitted_, published_, logs_, disabled_;
   std::atomic<bool> publishOk_{true};
+  bool answerLater_ = false;
+  std::vector<PluginManager::Callbacks::PublishDone> later_;
   std::unique_ptr<PluginManager> pm_;
 };
 
@@ -139,6 +144,31 @@ TEST_P(PluginManagerTest, AsyncCompletionsArriveInDueOrder) {
             (std::vector<std::string>{"async/issued: issued 1 2 3", "async/done: done 3 0",
                                       "async/done: done 2 0", "async/done: done 1 0"}));
   EXPECT_EQ(published_, (std::vector<std::string>{"async/out/topic: hello"}));
+  EXPECT_EQ(pm_->stats("async")->completions, 3u);
+}
+
+// A sink answers when its message is safe (a broker's acknowledgement), maybe much later and
+// from its own thread: the guest's ew_on_complete waits for that answer, and waitIdle with it.
+TEST_P(PluginManagerTest, APublishCompletesWhenTheSinkAnswersLater) {
+  answerLater_ = true;
+  load(pluginManifest("async"));
+  pm_->onEvent(event(kAsync));  // timer(60), timer(20), publish: tokens 1, 2, 3
+  EXPECT_FALSE(pm_->waitIdle(std::chrono::milliseconds(300))) << "the publish is unanswered";
+  EXPECT_EQ(emitted(), (std::vector<std::string>{"async/issued: issued 1 2 3",
+                                                 "async/done: done 2 0", "async/done: done 1 0"}));
+  PluginManager::Callbacks::PublishDone done;
+  {
+    std::lock_guard l(mu_);
+    ASSERT_EQ(later_.size(), 1u);
+    done = later_[0];
+  }
+  std::thread([done] { done(true); }).join();
+  done(false);  // a second answer is ignored
+  ASSERT_TRUE(pm_->waitIdle(std::chrono::seconds(5)));
+  auto e = emitted();
+  ASSERT_EQ(e.size(), 4u);
+  EXPECT_EQ(e[3], "async/done: done 3 0");
+  EXPECT_EQ(pm_->stats("async")->published, 1u);
   EXPECT_EQ(pm_->stats("async")->completions, 3u);
 }
 
