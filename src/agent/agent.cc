@@ -14,13 +14,14 @@
 #include "dataplane/selftest.h"
 
 namespace edgeward::agent {
-namespace {
 
 int64_t nowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
+
+namespace {
 
 Result<void> makeDirs(const std::string& dir) {
   std::error_code ec;

@@ -31,6 +31,9 @@
 
 namespace edgeward::agent {
 
+// Wall-clock milliseconds since the epoch (versions, watch events).
+int64_t nowMs();
+
 class Agent : public api::AgentControl {
  public:
   // Adopts pinned state (maps, links) when present, loads the program, makes the data plane

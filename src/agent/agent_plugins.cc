@@ -54,8 +54,12 @@ Result<void> Agent::startPlugins() {
     static constexpr const char* kLevels[] = {"debug", "info", "warn", "error"};
     fmt::print(stderr, "edgeward: plugin {} [{}]: {}\n", plugin, kLevels[level & 3], msg);
   };
-  cb.disabled = [](const std::string& plugin, const std::string& why) {
+  cb.disabled = [this](const std::string& plugin, const std::string& why) {
     fmt::print(stderr, "edgeward: plugin {} disabled: {}\n", plugin, why);
+    publish({api::WatchEvent::Kind::PluginDisabled,
+             {},
+             fmt::format("plugin {} disabled: {}", plugin, why),
+             nowMs()});
   };
   plugins_ = std::make_unique<wasm::PluginManager>(caps, std::move(cb));
   functions_ = std::make_unique<wasm::FunctionRunner>(caps);

@@ -133,7 +133,13 @@ class EventStream {
 };
 
 struct WatchEvent {
-  enum class Kind { PolicyApplied, PolicyRolledBack, ProgramReplaced, UpstreamChanged };
+  enum class Kind {
+    PolicyApplied,
+    PolicyRolledBack,
+    ProgramReplaced,
+    UpstreamChanged,
+    PluginDisabled
+  };
   Kind kind = Kind::PolicyApplied;
   VersionInfo version;
   std::string message;

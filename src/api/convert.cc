@@ -255,6 +255,9 @@ void toProto(const WatchEvent& in, v1::WatchEvent* out) {
     case WatchEvent::Kind::UpstreamChanged:
       out->set_kind(v1::WatchEvent::UPSTREAM_CHANGED);
       break;
+    case WatchEvent::Kind::PluginDisabled:
+      out->set_kind(v1::WatchEvent::PLUGIN_DISABLED);
+      break;
   }
   toProto(in.version, out->mutable_version());
   out->set_message(in.message);
@@ -272,6 +275,9 @@ WatchEvent fromProto(const v1::WatchEvent& in) {
       break;
     case v1::WatchEvent::UPSTREAM_CHANGED:
       e.kind = WatchEvent::Kind::UpstreamChanged;
+      break;
+    case v1::WatchEvent::PLUGIN_DISABLED:
+      e.kind = WatchEvent::Kind::PluginDisabled;
       break;
     default:
       e.kind = WatchEvent::Kind::PolicyApplied;

@@ -101,6 +101,8 @@ std::string_view kindName(api::WatchEvent::Kind k) {
       return "program-replaced";
     case api::WatchEvent::Kind::UpstreamChanged:
       return "upstream-changed";
+    case api::WatchEvent::Kind::PluginDisabled:
+      return "plugin-disabled";
   }
   return "unknown";
 }

@@ -69,9 +69,8 @@ void FilePublisher::publish(Message m, Done done) {
   }
   failed_.fetch_add(1, std::memory_order_relaxed);
   if (done)
-    done(fail(ErrorCode::Unavailable,
-              fmt::format("message file {}: {} messages already waiting", opts_.file.path,
-                          opts_.queueLimit)));
+    done(fail(ErrorCode::Unavailable, fmt::format("message file {}: {} messages already waiting",
+                                                  opts_.file.path, opts_.queueLimit)));
 }
 
 PublisherStats FilePublisher::stats() const {

@@ -631,8 +631,9 @@ TEST_F(ApiTest, WatchReceivesEventsAndEndsOnShutdown) {
   ASSERT_TRUE(admin.applyPolicy({policyYaml("allow")}));
   ASSERT_TRUE(admin.rollbackPolicy());
   control_.emit({WatchEvent::Kind::UpstreamChanged, {}, "connected 10.0.0.1:7443", 3000});
+  control_.emit({WatchEvent::Kind::PluginDisabled, {}, "plugin p disabled: 5 failures", 4000});
   for (auto* w : {&viewer, &local}) {
-    ASSERT_TRUE(w->waitEvents(4));
+    ASSERT_TRUE(w->waitEvents(5));
     auto ev = w->events();
     EXPECT_EQ(ev[0].kind, WatchEvent::Kind::PolicyApplied);
     EXPECT_EQ(ev[0].version.version, 1u);
@@ -641,6 +642,8 @@ TEST_F(ApiTest, WatchReceivesEventsAndEndsOnShutdown) {
     EXPECT_EQ(ev[2].version.origin, "rollback from 2");
     EXPECT_EQ(ev[3].kind, WatchEvent::Kind::UpstreamChanged);
     EXPECT_EQ(ev[3].atMs, 3000);
+    EXPECT_EQ(ev[4].kind, WatchEvent::Kind::PluginDisabled);
+    EXPECT_EQ(ev[4].message, "plugin p disabled: 5 failures");
   }
 
   auto t0 = std::chrono::steady_clock::now();
