@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "agent/config.h"
+#include "agent/module_store.h"
 #include "agent/policy_store.h"
 #include "api/control.h"
 #include "bpf/firewall_program.h"
@@ -129,6 +130,11 @@ class Agent : public api::AgentControl {
   void runPlugins(std::vector<pipeline::Event>& batch);
   void publishMessage(const std::string& plugin, std::string_view topic,
                       std::span<const uint8_t> bytes, pipeline::Publisher::Done done);
+  // Loads a module into the running managers, or replaces the one of the same kind and name
+  // (true); the plugin stage is the caller's. Records its source. modulesMu_ held.
+  Result<bool> install(const wasm::Manifest& manifest, std::string bytes);
+  // Unloads it (ErrorCode::NotFound when it is not loaded). modulesMu_ held.
+  Result<void> uninstall(const std::string& kind, const std::string& name);
 
   AgentConfig cfg_;
   std::mutex mu_;  // serialises transactions and guards the fields below
@@ -161,6 +167,14 @@ class Agent : public api::AgentControl {
   std::unique_ptr<wasm::PluginManager> plugins_;
   std::unique_ptr<wasm::FunctionRunner> functions_;
   std::mutex modulesMu_;  // serialises load/unload (and installing the plugin stage)
+  std::optional<ModuleStore> moduleStore_;  // modules loaded through the API; modulesMu_
+  // What each loaded module was loaded from (kind, name -> manifest, bytes), to put the previous
+  // version back when storing its replacement fails; modulesMu_.
+  struct ModuleSource {
+    wasm::Manifest manifest;
+    std::string bytes;
+  };
+  std::map<std::pair<std::string, std::string>, ModuleSource> sources_;
   std::mutex emittedMu_;
   std::vector<pipeline::Event> emitted_;  // events plugins emitted, joined to the next batch
 

@@ -2,19 +2,25 @@
 #include <time.h>
 
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "agent/agent.h"
+#include "common/durable_file.h"
 #include "wasm/engines.h"
 
 namespace edgeward::agent {
 namespace {
 
-Result<std::vector<uint8_t>> readModule(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return failErrno(fmt::format("plugins: cannot read module {}", path));
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+std::string kindName(wasm::ModuleKind k) {
+  return k == wasm::ModuleKind::Plugin ? "plugin" : "function";
+}
+
+// The CLI command that removes a module of `kind`.
+std::string removeCommand(const std::string& kind, const std::string& name) {
+  return fmt::format("edgeward {} {}", kind == "plugin" ? "plugin unload" : "fn remove", name);
+}
+
+std::span<const uint8_t> bytesOf(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
 }  // namespace
@@ -63,22 +69,87 @@ Result<void> Agent::startPlugins() {
   };
   plugins_ = std::make_unique<wasm::PluginManager>(caps, std::move(cb));
   functions_ = std::make_unique<wasm::FunctionRunner>(caps);
-  size_t loadedPlugins = 0;
+  std::lock_guard lock(modulesMu_);
+  std::map<std::pair<std::string, std::string>, std::string> configured;  // -> module file
   for (const ModuleConfig& m : cfg_.plugins.modules) {
     EW_TRY(manifest, wasm::loadManifest(m.manifest));
-    EW_TRY(bytes, readModule(m.module));
-    if (manifest->kind == wasm::ModuleKind::Plugin) {
-      if (auto r = plugins_->load(*manifest, *bytes); !r)
-        return std::unexpected(r.error().context("plugin " + m.module));
-      loadedPlugins++;
-    } else if (auto r = functions_->deploy(*manifest, *bytes); !r) {
-      return std::unexpected(r.error().context("function " + m.module));
-    }
-    notes_.push_back(fmt::format("{} {} loaded from {}",
-                                 manifest->kind == wasm::ModuleKind::Plugin ? "plugin" : "function",
-                                 manifest->name, m.module));
+    auto bytes = files::readFile(m.module, ModuleStore::kMaxModuleBytes);
+    if (!bytes) return std::unexpected(bytes.error().context("plugins: cannot read the module"));
+    const std::string kind = kindName(manifest->kind);
+    auto [at, added] = configured.try_emplace({kind, manifest->name}, m.module);
+    if (!added)
+      return fail(ErrorCode::InvalidArgument,
+                  fmt::format("plugins.modules: {} {} is listed twice ({} and {})", kind,
+                              manifest->name, at->second, m.module));
+    if (auto r = install(*manifest, std::move(*bytes)); !r)
+      return std::unexpected(r.error().context(kind + " " + m.module));
+    notes_.push_back(fmt::format("{} {} loaded from {}", kind, manifest->name, m.module));
   }
-  if (loadedPlugins) bus_->setStage([this](std::vector<pipeline::Event>& b) { runPlugins(b); });
+
+  // Then what `plugin load` and `fn deploy` stored: later operator actions than the config. One
+  // that does not load any more (other grants, a damaged entry) is skipped, not fatal: the
+  // firewall must come up; the entry is kept for the operator to fix or remove.
+  EW_TRY(store, ModuleStore::open(cfg_.stateDir));
+  moduleStore_.emplace(std::move(*store));
+  EW_TRY(stored, moduleStore_->list());
+  auto warn = [this](std::string note) {
+    fmt::print(stderr, "edgeward: {}\n", note);
+    notes_.push_back(std::move(note));
+  };
+  for (const std::string& p : moduleStore_->problems()) warn("modules: " + p);
+  for (const std::string& p : stored->problems)
+    warn(fmt::format("modules: {}; the entry is kept", p));
+  for (StoredModule& s : stored->modules) {
+    const std::string manifestPath = s.path + "/" + ModuleStore::kManifestFile;
+    auto manifest = wasm::parseManifest(s.manifest, manifestPath);
+    if (manifest && (kindName(manifest->kind) != s.kind || manifest->name != s.name))
+      manifest = fail(fmt::format("{}: holds the manifest of {} {}", manifestPath,
+                                  kindName(manifest->kind), manifest->name));
+    auto installed = manifest ? install(*manifest, std::move(s.wasm))
+                              : Result<bool>(std::unexpected(manifest.error()));
+    auto config = configured.find({s.kind, s.name});
+    if (!installed) {
+      warn(fmt::format(
+          "{} {} stored in {} was not loaded: {}; the entry is kept (`{}` removes "
+          "it){}",
+          s.kind, s.name, s.path, installed.error().str(), removeCommand(s.kind, s.name),
+          config == configured.end() ? "" : "; the one from the config runs"));
+      continue;
+    }
+    notes_.push_back(
+        config == configured.end()
+            ? fmt::format("{} {} loaded from {} (stored through the API)", s.kind, s.name, s.path)
+            : fmt::format("{} {} from {} replaces the one from the config ({}): it was loaded "
+                          "through the API later",
+                          s.kind, s.name, s.path, config->second));
+  }
+  if (!plugins_->list().empty())
+    bus_->setStage([this](std::vector<pipeline::Event>& b) { runPlugins(b); });
+  return {};
+}
+
+Result<bool> Agent::install(const wasm::Manifest& manifest, std::string bytes) {
+  bool replaced = false;
+  if (manifest.kind == wasm::ModuleKind::Function) {
+    for (const auto& f : functions_->list()) replaced = replaced || f.name == manifest.name;
+    EW_TRY(deployed, functions_->deploy(manifest, bytesOf(bytes)));
+  } else {
+    replaced = plugins_->stats(manifest.name).has_value();
+    EW_TRY(loaded, replaced ? plugins_->replace(manifest, bytesOf(bytes))
+                            : plugins_->load(manifest, bytesOf(bytes)));
+  }
+  sources_[{kindName(manifest.kind), manifest.name}] = {manifest, std::move(bytes)};
+  return replaced;
+}
+
+Result<void> Agent::uninstall(const std::string& kind, const std::string& name) {
+  if (kind == "function") {
+    if (auto r = functions_->remove(name); !r) return fail(ErrorCode::NotFound, r.error().str());
+  } else {
+    if (auto r = plugins_->unload(name); !r) return fail(ErrorCode::NotFound, r.error().str());
+    if (plugins_->list().empty()) bus_->setStage({});
+  }
+  sources_.erase({kind, name});
   return {};
 }
 
@@ -197,46 +268,61 @@ Result<api::LoadedModule> Agent::loadModule(const api::Caller& who, const std::s
   if (!plugins_) return fail(ErrorCode::Unavailable, "plugins are not running");
   auto manifest = wasm::parseManifest(manifestText, source.empty() ? "manifest.yaml" : source);
   if (!manifest) return fail(ErrorCode::InvalidArgument, manifest.error().str());
-  std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(wasmBytes.data()),
-                                 wasmBytes.size());
+  const std::string kind = kindName(manifest->kind);
   std::lock_guard lock(modulesMu_);
-  auto invalid = [&](const Error& e) {
-    return std::unexpected(Error(ErrorCode::InvalidArgument, e.str()));
-  };
-  if (manifest->kind == wasm::ModuleKind::Function) {
-    auto deployed = [&]() -> std::optional<wasm::FunctionInfo> {
-      for (const auto& f : functions())
-        if (f.name == manifest->name) return f;
-      return std::nullopt;
-    };
-    const bool replaced = deployed().has_value();
-    if (auto r = functions_->deploy(*manifest, bytes); !r) return invalid(r.error());
-    auto f = deployed();
-    if (!f) return fail(ErrorCode::Internal, "function deployed but not listed");
-    return api::LoadedModule{infoOf(*f), replaced};
+  // Written before the swap, so that what usually fails (a full disk, an unwritable state
+  // directory) fails before anything changed; put in place once the module runs.
+  auto pending = moduleStore_->stage(kind, manifest->name, manifestText, wasmBytes);
+  if (!pending)
+    return fail(ErrorCode::Internal, fmt::format("{} {} not loaded: storing it failed: {}", kind,
+                                                 manifest->name, pending.error().str()));
+  auto it = sources_.find({kind, manifest->name});
+  std::optional<ModuleSource> previous;
+  if (it != sources_.end()) previous = it->second;
+  auto replaced = install(*manifest, wasmBytes);
+  if (!replaced) return fail(ErrorCode::InvalidArgument, replaced.error().str());
+  if (auto committed = pending->commit(); !committed) {
+    // Memory follows the disk: the previous version (or none) runs again.
+    Result<void> undone;
+    if (!previous)
+      undone = uninstall(kind, manifest->name);
+    else if (auto r = install(previous->manifest, std::move(previous->bytes)); !r)
+      undone = std::unexpected(r.error());
+    return fail(ErrorCode::Internal,
+                fmt::format("{} {} not loaded: storing it failed: {}; {}", kind, manifest->name,
+                            committed.error().str(),
+                            undone ? (previous ? "the previous version runs again"
+                                               : "it was unloaded again")
+                                   : "undoing the load failed too: " + undone.error().str()));
   }
-  const bool replaced = plugins_->stats(manifest->name).has_value();
-  auto r = replaced ? plugins_->replace(*manifest, bytes) : plugins_->load(*manifest, bytes);
-  if (!r) return invalid(r.error());
+  if (manifest->kind == wasm::ModuleKind::Function) {
+    for (const auto& f : functions())
+      if (f.name == manifest->name) return api::LoadedModule{infoOf(f), *replaced};
+    return fail(ErrorCode::Internal, "function deployed but not listed");
+  }
   bus_->setStage([this](std::vector<pipeline::Event>& b) { runPlugins(b); });
   EW_TRY(st, plugins_->stats(manifest->name));
-  return api::LoadedModule{infoOf(*st), replaced};
+  return api::LoadedModule{infoOf(*st), *replaced};
 }
 
 Result<void> Agent::unloadModule(const api::Caller& who, const std::string& kind,
                                  const std::string& name) {
   EW_TRY(allowed, admin(who, "unload modules"));
   if (!plugins_) return fail(ErrorCode::Unavailable, "plugins are not running");
-  std::lock_guard lock(modulesMu_);
-  if (kind == "function") {
-    if (auto r = functions_->remove(name); !r) return fail(ErrorCode::NotFound, r.error().str());
-    return {};
-  }
-  if (kind != "plugin")
+  if (kind != "plugin" && kind != "function")
     return fail(ErrorCode::InvalidArgument,
                 fmt::format("unknown module kind \"{}\" (expected plugin or function)", kind));
-  if (auto r = plugins_->unload(name); !r) return fail(ErrorCode::NotFound, r.error().str());
-  if (plugins_->list().empty()) bus_->setStage({});
+  std::lock_guard lock(modulesMu_);
+  const bool loaded = sources_.contains({kind, name});
+  // Also an entry that did not load at start: unloading is how the operator removes it.
+  const bool stored = moduleStore_->contains(kind, name);
+  if (stored) {
+    if (auto r = moduleStore_->remove(kind, name); !r)
+      return fail(ErrorCode::Internal,
+                  fmt::format("{} {} not unloaded: removing it from the state directory failed: {}",
+                              kind, name, r.error().str()));
+  }
+  if (loaded || !stored) return uninstall(kind, name);
   return {};
 }
 

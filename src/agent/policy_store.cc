@@ -1,6 +1,5 @@
 #include "agent/policy_store.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -15,80 +14,22 @@
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 
+#include "common/durable_file.h"
+
 namespace edgeward::agent {
 namespace {
+
+using files::listDir;
+using files::makeDir;
+using files::pathError;
+using files::readFile;
+using files::writeAtomically;
 
 constexpr size_t kMaxPolicyBytes = size_t(80) << 20;  // above the parser's 64 MiB
 constexpr size_t kMaxSmallFile = size_t(1) << 20;
 
-std::unexpected<Error> osError(ErrorCode code, const std::string& path, int err) {
-  return fail(code, fmt::format("{}: {}", path, std::strerror(err)));
-}
-
 std::unexpected<Error> damaged(const std::string& path, std::string_view problem) {
   return fail(ErrorCode::Internal, fmt::format("{}: {}", path, problem));
-}
-
-Result<std::string> readFile(const std::string& path, size_t max) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid())
-    return osError(errno == ENOENT ? ErrorCode::NotFound : ErrorCode::Internal, path, errno);
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return osError(ErrorCode::Internal, path, errno);
-    if (n == 0) break;
-    if (text.size() + size_t(n) > max)
-      return damaged(path, fmt::format("larger than {} bytes", max));
-    text.append(buf, size_t(n));
-  }
-  return text;
-}
-
-Result<void> fsyncDir(const std::string& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid() || ::fsync(fd.get()) != 0) return osError(ErrorCode::Internal, dir, errno);
-  return {};
-}
-
-std::string parentOf(const std::string& path) {
-  auto slash = path.rfind('/');
-  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
-
-// Replaces `path` with `data` so that a reader (or a crash) sees the old or the new content,
-// never a mix: temporary file, fsync, rename, fsync of the directory.
-Result<void> writeAtomically(const std::string& path, std::string_view data) {
-  const std::string tmp = path + ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
-  if (!fd.valid()) return osError(ErrorCode::Internal, tmp, errno);
-  auto abandon = [&](const std::string& what) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return osError(ErrorCode::Internal, what, err);
-  };
-  for (size_t done = 0; done < data.size();) {
-    ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return abandon(tmp);
-    done += size_t(n);
-  }
-  if (::fsync(fd.get()) != 0) return abandon(tmp);
-  if (::close(fd.release()) != 0) return abandon(tmp);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return abandon(path);
-  return fsyncDir(parentOf(path));
-}
-
-Result<void> makeDir(const std::string& path, mode_t mode) {
-  if (::mkdir(path.c_str(), mode) == 0 || errno == EEXIST) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return osError(ErrorCode::Internal, path, errno);
-    if (!S_ISDIR(st.st_mode)) return osError(ErrorCode::Internal, path, ENOTDIR);
-    return {};
-  }
-  return osError(ErrorCode::Internal, path, errno);
 }
 
 // "42" -> 42; no sign, no leading zero, not 0.
@@ -183,18 +124,6 @@ Kind kindOf(std::string_view name, uint64_t* version) {
   return Kind::Other;
 }
 
-Result<std::vector<std::string>> entries(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return osError(ErrorCode::Internal, dir, errno);
-  std::vector<std::string> out;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") out.push_back(std::move(n));
-  }
-  ::closedir(d);
-  return out;
-}
-
 }  // namespace
 
 std::string PolicyStore::hashOf(std::string_view text) {
@@ -234,19 +163,19 @@ Result<void> PolicyStore::load() {
   EW_TRY(d1, makeDir(dir_, 0700));
   const std::string lockPath = dir_ + "/lock";
   lock_ = UniqueFd(::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock_.valid()) return osError(ErrorCode::Internal, lockPath, errno);
+  if (!lock_.valid()) return pathError(ErrorCode::Internal, lockPath, errno);
   if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK)
       return fail(ErrorCode::Unavailable,
                   fmt::format("{}: the policy store is in use by another process (it holds {})",
                               dir_, lockPath));
-    return osError(ErrorCode::Internal, lockPath, errno);
+    return pathError(ErrorCode::Internal, lockPath, errno);
   }
   EW_TRY(d2, makeDir(policiesDir(), 0750));
 
   // Leftovers of writes that did not finish.
   for (const std::string& d : {dir_, policiesDir()}) {
-    EW_TRY(names, entries(d));
+    EW_TRY(names, listDir(d));
     for (const std::string& n : *names) {
       uint64_t v = 0;
       if (kindOf(n, &v) == Kind::Tmp && ::unlink((d + "/" + n).c_str()) != 0)
@@ -259,7 +188,7 @@ Result<void> PolicyStore::load() {
   last_ = last->value_or(0);
   if (*current) last_ = std::max(last_, **current);
 
-  EW_TRY(names, entries(policiesDir()));
+  EW_TRY(names, listDir(policiesDir()));
   std::set<uint64_t> yamls, jsons;
   for (const std::string& n : *names) {
     uint64_t v = 0;

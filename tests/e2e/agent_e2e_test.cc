@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <poll.h>
 #include <pty.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,9 +13,11 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <regex>
 #include <set>
@@ -67,6 +70,10 @@ spec:
 }
 
 void writeFile(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
+std::string readFile(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
 
 // A throwaway lab: client and server namespaces joined by a veth pair; an agent config that
 // enforces on the server end; a pin directory and state directory of its own.
@@ -136,9 +143,8 @@ capacity:
   void startAgent() {
     // No Prometheus listener on the default port unless a test asks for one: tests must not
     // depend on 127.0.0.1:9479 being free.
-    std::ifstream cfgIn(dir_ / "agent.yaml");
-    std::string cfgText((std::istreambuf_iterator<char>(cfgIn)), {});
-    if (cfgText.find("\nmetrics:") == std::string::npos) addConfig("metrics:\n  address: off\n");
+    if (readFile(dir_ / "agent.yaml").find("\nmetrics:") == std::string::npos)
+      addConfig("metrics:\n  address: off\n");
     pid_ = fork();
     if (pid_ == 0) {
       std::string log = (dir_ / "agent.log").string();
@@ -164,9 +170,12 @@ capacity:
     pid_ = -1;
   }
 
-  std::string log() {
-    std::ifstream in(dir_ / "agent.log");
-    return std::string(std::istreambuf_iterator<char>(in), {});
+  std::string log() { return readFile(dir_ / "agent.log"); }
+
+  // The CLI against this agent.
+  testing::Output ew(const std::string& args) {
+    return testing::runShell(
+        fmt::format("EDGEWARD_SERVER=unix://{} {} {}", socket_, EW_EDGEWARD_BIN, args));
   }
 
   Result<api::AgentClient> client() {
@@ -530,6 +539,18 @@ uint64_t rulePackets(const api::Status& s, const std::string& name) {
   for (const auto& r : s.rules)
     if (r.name == name) return r.packets;
   return ~0ull;
+}
+
+// Sends `n` datagrams from the client namespace to the server's `port` (denied by the lab's
+// policy) and counts the drop events for that port that reach a subscriber of `c`.
+size_t dropEventsSeen(api::AgentClient c, const std::string& clientNs, uint16_t port, int n) {
+  EventCollector drops(std::move(c), {.kinds = {"drop"}, .port = port});
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(
+      netns::runIn(clientNs, [&] { return netns::sendUdp("10.77.0.1", "10.77.0.2", port, n); }));
+  std::this_thread::sleep_for(400ms);
+  drops.stop();
+  return drops.events().size();
 }
 
 }  // namespace obs
@@ -1055,23 +1076,14 @@ TEST_F(AgentLab, ABadPluginStopsTheStartWithOneClearError) {
 TEST_F(AgentLab, PluginsAndFunctionsAreManagedThroughTheApi) {
   startAgent();
   const std::string examples = EW_EXAMPLES_DIR, sources = std::string(EW_SOURCE_DIR);
-  auto ew = [&](const std::string& args) {
-    return testing::runShell(
-        fmt::format("EDGEWARD_SERVER=unix://{} {} {}", socket_, EW_EDGEWARD_BIN, args));
-  };
   const std::string filter = fmt::format(
       "{}/event_filter.wasm -m {}/plugins/examples/event_filter.yaml", examples, sources);
   auto r = ew("plugin load " + filter);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("plugin event-filter loaded"), std::string::npos) << r.out;
 
-  obs::EventCollector drops(*client(), {.kinds = {"drop"}, .port = 137});
-  std::this_thread::sleep_for(300ms);
-  ASSERT_TRUE(netns::runIn(client_.name(),
-                           [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 137, 20); }));
-  std::this_thread::sleep_for(400ms);
-  drops.stop();
-  EXPECT_EQ(drops.events().size(), 0u) << "the loaded plugin drops them";
+  EXPECT_EQ(obs::dropEventsSeen(*client(), client_.name(), 137, 20), 0u)
+      << "the loaded plugin drops them";
 
   r = ew("plugin list -o json");
   ASSERT_EQ(r.code, 0) << r.out;
@@ -1114,6 +1126,237 @@ TEST_F(AgentLab, PluginsAndFunctionsAreManagedThroughTheApi) {
   EXPECT_NE(r.out.find("missing"), std::string::npos) << r.out;
   r = ew("fn remove wordcount");
   EXPECT_EQ(r.code, 0) << r.out;
+}
+
+// Where `plugin load` and `fn deploy` keep what they loaded: <stateDir>/modules/<kind>/<name>.
+// Every name in the kind directories, hidden ones too (temporary directories), sorted.
+std::vector<std::string> storedEntries(const fs::path& state) {
+  std::vector<std::string> out;
+  for (const char* kind : {"function", "plugin"})
+    if (fs::is_directory(state / "modules" / kind))
+      for (const auto& e : fs::directory_iterator(state / "modules" / kind))
+        out.push_back(fmt::format("{}/{}", kind, e.path().filename().string()));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The names and versions `plugin list -o json` or `fn list -o json` print.
+std::map<std::string, std::string> listed(const testing::Output& r) {
+  std::map<std::string, std::string> out;
+  if (r.code != 0) return {{"(failed)", r.out}};
+  for (const auto& m : nlohmann::json::parse(r.out))
+    out[m["name"].get<std::string>()] = m["version"].get<std::string>();
+  return out;
+}
+
+using Listed = std::map<std::string, std::string>;
+
+// Modules loaded through the API are as durable as policy: loaded again after a graceful restart
+// and after kill -9, and working (the plugin filters, the function answers), until they are
+// unloaded; a load that fails stores nothing.
+TEST_F(AgentLab, ModulesLoadedThroughTheApiSurviveRestartsUntilUnloaded) {
+  startAgent();
+  const std::string examples = EW_EXAMPLES_DIR, sources = std::string(EW_SOURCE_DIR);
+  const fs::path state = dir_ / "state";
+  const std::string filter = fmt::format(
+      "{}/event_filter.wasm -m {}/plugins/examples/event_filter.yaml", examples, sources);
+  auto r = ew("plugin load " + filter);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = ew(fmt::format("fn deploy {}/wordcount.wasm -m {}/plugins/examples/wordcount.yaml", examples,
+                     sources));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::vector<std::string> both{"function/wordcount", "plugin/event-filter"};
+  EXPECT_EQ(storedEntries(state), both);
+  EXPECT_EQ(readFile(state / "modules/plugin/event-filter/module.wasm"),
+            readFile(examples + "/event_filter.wasm"));
+
+  // Failed loads, of a new module and of a replacement, store nothing.
+  writeFile(dir_ / "bad.wasm", "not a module");
+  r = ew(fmt::format("plugin load {} -m {}/plugins/examples/enricher.yaml",
+                     (dir_ / "bad.wasm").string(), sources));
+  EXPECT_EQ(r.code, 1) << r.out;
+  r = ew(fmt::format("plugin load {} -m {}/plugins/examples/event_filter.yaml",
+                     (dir_ / "bad.wasm").string(), sources));
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_EQ(storedEntries(state), both) << "no entry, no temporary directory";
+  EXPECT_EQ(readFile(state / "modules/plugin/event-filter/module.wasm"),
+            readFile(examples + "/event_filter.wasm"));
+
+  writeFile(dir_ / "input.txt", "a b c\n");
+  for (int sig : {SIGTERM, SIGKILL}) {
+    SCOPED_TRACE(sig == SIGTERM ? "after SIGTERM" : "after kill -9");
+    stopAgent(sig);
+    startAgent();
+    EXPECT_EQ(listed(ew("plugin list -o json")), (Listed{{"event-filter", "1"}}));
+    EXPECT_EQ(listed(ew("fn list -o json")), (Listed{{"wordcount", "1"}}));
+    r = ew("fn invoke wordcount < " + (dir_ / "input.txt").string());
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("\"words\":3"), std::string::npos) << r.out;
+  }
+  EXPECT_NE(log().find(fmt::format("plugin event-filter loaded from {} (stored through the API)",
+                                   (state / "modules/plugin/event-filter").string())),
+            std::string::npos)
+      << log();
+  // The plugin is on the event pipeline again, not only listed.
+  EXPECT_EQ(obs::dropEventsSeen(*client(), client_.name(), 137, 20), 0u)
+      << "the restored plugin drops them";
+  r = ew("plugin stats event-filter");
+  EXPECT_NE(r.out.find("20 dropped"), std::string::npos) << r.out;
+
+  r = ew("plugin unload event-filter");
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = ew("fn remove wordcount");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(storedEntries(state), std::vector<std::string>{});
+  stopAgent(SIGTERM);
+  startAgent();
+  EXPECT_EQ(listed(ew("plugin list -o json")), Listed{});
+  EXPECT_EQ(listed(ew("fn list -o json")), Listed{});
+}
+
+// A stored module replaces the config's module of the same name (it was the later action). One
+// that no longer loads (the operator took its directory grant back) or whose entry is damaged
+// does not stop the agent: it is skipped with a note naming it and why, kept on disk, and
+// removable with unload.
+TEST_F(AgentLab, StoredModulesReplaceTheConfigsAndOnesThatNoLongerLoadAreSkipped) {
+  const std::string examples = EW_EXAMPLES_DIR, sources = std::string(EW_SOURCE_DIR);
+  const fs::path state = dir_ / "state", geo = dir_ / "geo";
+  fs::create_directories(geo);
+  const std::string withoutModules = readFile(dir_ / "agent.yaml");
+  const std::string modules = fmt::format(R"(plugins:
+  modules:
+    - {{module: {0}/event_filter.wasm, manifest: {1}/plugins/examples/event_filter.yaml}}
+)",
+                                          examples, sources);
+  addConfig(modules + fmt::format("  grants:\n    - {{host: {}}}\n", geo.string()));
+  startAgent();
+
+  std::string v2 = readFile(sources + "/plugins/examples/event_filter.yaml");
+  v2.replace(v2.find("version: \"1\""), 12, "version: \"2\"");
+  writeFile(dir_ / "filter-v2.yaml", v2);
+  auto r = ew(fmt::format("plugin load {}/event_filter.wasm -m {}", examples,
+                          (dir_ / "filter-v2.yaml").string()));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("replaced"), std::string::npos) << r.out;
+  writeFile(dir_ / "wordcount-geo.yaml",
+            readFile(sources + "/plugins/examples/wordcount.yaml") +
+                fmt::format("wasi:\n  dirs:\n    - {{host: {}, guest: /geo}}\n", geo.string()));
+  r = ew(fmt::format("fn deploy {}/wordcount.wasm -m {}", examples,
+                     (dir_ / "wordcount-geo.yaml").string()));
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::string two = readFile(sources + "/plugins/examples/wordcount.yaml");
+  two.replace(two.find("name: wordcount"), 15, "name: wc-two");
+  writeFile(dir_ / "wc-two.yaml", two);
+  r = ew(
+      fmt::format("fn deploy {}/wordcount.wasm -m {}", examples, (dir_ / "wc-two.yaml").string()));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(listed(ew("fn list -o json")), (Listed{{"wc-two", "1"}, {"wordcount", "1"}}));
+
+  stopAgent(SIGTERM);
+  writeFile(dir_ / "agent.yaml", withoutModules + modules);  // the grant is taken back
+  fs::remove(state / "modules/function/wc-two/module.wasm");
+  const size_t logFrom = log().size();
+  startAgent();
+  const std::string startLog = log().substr(logFrom);
+
+  EXPECT_EQ(listed(ew("plugin list -o json")), (Listed{{"event-filter", "2"}}))
+      << "the stored one, not the config's";
+  EXPECT_NE(
+      startLog.find(fmt::format("plugin event-filter from {} replaces the one from the config ({}/"
+                                "event_filter.wasm): it was loaded through the API later",
+                                (state / "modules/plugin/event-filter").string(), examples)),
+      std::string::npos)
+      << startLog;
+  EXPECT_EQ(listed(ew("fn list -o json")), Listed{});
+  // On stderr (edgeward: ...) and in the startup notes (indented, on stdout).
+  const std::string skipped = fmt::format(
+      "function wordcount stored in {} was not loaded: wordcount: wasi.dirs[0]: {} is not "
+      "granted by the operator; the entry is kept (`edgeward fn remove wordcount` removes it)",
+      (state / "modules/function/wordcount").string(), geo.string());
+  EXPECT_NE(startLog.find("edgeward: " + skipped), std::string::npos) << startLog;
+  EXPECT_NE(startLog.find("  " + skipped), std::string::npos) << startLog;
+  const std::string damaged = fmt::format(
+      "modules: {0}: damaged entry: {0}/module.wasm: No such file or directory; the "
+      "entry is kept",
+      (state / "modules/function/wc-two").string());
+  EXPECT_NE(startLog.find("edgeward: " + damaged), std::string::npos) << startLog;
+  EXPECT_NE(startLog.find("  " + damaged), std::string::npos) << startLog;
+  EXPECT_EQ(storedEntries(state), (std::vector<std::string>{"function/wc-two", "function/wordcount",
+                                                            "plugin/event-filter"}));
+
+  // Unloading removes entries that did not load too.
+  r = ew("fn remove wordcount");
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = ew("fn remove wc-two");
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = ew("fn remove wc-two");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("wc-two"), std::string::npos) << r.out;
+  // Unloading the stored plugin: the config's is loaded again at the next start.
+  r = ew("plugin unload event-filter");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(storedEntries(state), std::vector<std::string>{});
+  stopAgent(SIGTERM);
+  startAgent();
+  EXPECT_EQ(listed(ew("plugin list -o json")), (Listed{{"event-filter", "1"}}));
+}
+
+// Storing is part of the load: when it fails, the module that was running before runs again and
+// the command fails with one line, whether writing failed (before the swap) or putting the entry
+// in place did (after it).
+TEST_F(AgentLab, WhenStoringAModuleFailsTheLoadIsUndone) {
+  startAgent();
+  const std::string examples = EW_EXAMPLES_DIR, sources = std::string(EW_SOURCE_DIR);
+  const fs::path state = dir_ / "state", plugins = state / "modules/plugin";
+  const std::string filter = fmt::format(
+      "{}/event_filter.wasm -m {}/plugins/examples/event_filter.yaml", examples, sources);
+  std::string v2 = readFile(sources + "/plugins/examples/event_filter.yaml");
+  v2.replace(v2.find("version: \"1\""), 12, "version: \"2\"");
+  writeFile(dir_ / "filter-v2.yaml", v2);
+  const std::string filterV2 =
+      fmt::format("{}/event_filter.wasm -m {}", examples, (dir_ / "filter-v2.yaml").string());
+
+  // Writing fails: a file where the plugin directory belongs.
+  fs::remove_all(plugins);
+  writeFile(plugins, "in the way");
+  auto r = ew("plugin load " + filter);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "one line: " << r.out;
+  EXPECT_NE(r.out.find("plugin event-filter not loaded: storing it failed: " + plugins.string()),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(listed(ew("plugin list -o json")), Listed{});
+  fs::remove(plugins);
+  fs::create_directory(plugins);
+
+  r = ew("plugin load " + filter);
+  ASSERT_EQ(r.code, 0) << r.out;
+  // Putting the replacement in place fails after it was swapped in: the entry is a mount point,
+  // which rename refuses (EBUSY).
+  const fs::path entry = plugins / "event-filter", cover = dir_ / "cover";
+  fs::create_directories(cover);
+  ASSERT_EQ(::mount(cover.c_str(), entry.c_str(), nullptr, MS_BIND, nullptr), 0)
+      << std::strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }  // when an assertion left early
+  } unmount{entry.string()};
+  r = ew("plugin load " + filterV2);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "one line: " << r.out;
+  EXPECT_NE(r.out.find(fmt::format("plugin event-filter not loaded: storing it failed: {}: Device "
+                                   "or resource busy; the previous version runs again",
+                                   entry.string())),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(listed(ew("plugin list -o json")), (Listed{{"event-filter", "1"}}));
+  ASSERT_EQ(::umount2(entry.c_str(), 0), 0) << std::strerror(errno);
+  EXPECT_EQ(storedEntries(state), std::vector<std::string>{"plugin/event-filter"});
+  EXPECT_NE(readFile(entry / "manifest.yaml").find("version: \"1\""), std::string::npos);
+
+  stopAgent(SIGTERM);
+  startAgent();
+  EXPECT_EQ(listed(ew("plugin list -o json")), (Listed{{"event-filter", "1"}}));
 }
 
 }  // namespace
