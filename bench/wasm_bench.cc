@@ -17,6 +17,7 @@
 //
 //   ew_bench_wasm [--quick] [--trap-handler] [--eager] [--out FILE]
 //   (--eager: V8 compiles every function at load instead of on first call)
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -163,9 +164,10 @@ Latency runCallers(int conc, int perThread, MakeCall makeCall, const std::string
 // One wrk run (1 thread, `conc` connections, `seconds` long) against `url` with the request
 // `script` builds: its p50 and p99 and requests per second. Any non-2xx answer or socket error
 // fails the benchmark.
-Latency runWrk(const std::string& url, const std::string& script, int conc, int seconds) {
-  std::string cmd =
-      fmt::format("wrk -t1 -c{} -d{}s --latency -s {} {} 2>&1", conc, seconds, script, url);
+Latency runWrk(const std::string& url, const std::string& script, int conc, int seconds,
+               const std::string& prefix = "") {
+  std::string cmd = fmt::format("{}wrk -t1 -c{} -d{}s --latency -s {} {} 2>&1", prefix, conc,
+                                seconds, script, url);
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) die("cannot run wrk (scripts/setup-deps.sh installs it)");
   std::string out;
@@ -431,28 +433,11 @@ int main(int argc, char** argv) {
                       target(conc, w.p99)});
     }
 
-    edgeward::api::HttpServer http(std::nullopt, std::max(1u, std::thread::hardware_concurrency()));
-    edgeward::api::serveFunctions(
-        http,
-        [&](const std::string& name, std::string body,
-            const std::string&) -> edgeward::Result<edgeward::api::FunctionOutput> {
-          if (name == "native-wordcount")
-            return edgeward::api::FunctionOutput{nativeWordcount(body), "", 0};
-          EW_TRY(r, fr.invoke(name, std::move(body)));
-          return edgeward::api::FunctionOutput{std::move(r->out), std::move(r->err), r->exitCode};
-        });
-    must(http.start("127.0.0.1:0"), "http listener");
     // The load comes from wrk (one thread, `conc` kept-alive connections, each sending its next
-    // request when the answer arrives): a light client, so the figures are the server's. First
-    // one call checks the answer.
-    {
-      httplib::Client cli("127.0.0.1", http.port());
-      for (const char* path : {"/v1/functions/wordcount", "/v1/functions/native-wordcount"}) {
-        auto res = cli.Post(path, input, "application/octet-stream");
-        if (!res || res->status != 200 || res->body != expected)
-          die(fmt::format("POST {} did not answer the word count", path));
-      }
-    }
+    // request when the answer arrives): a light client, so the figures are the server's. Two
+    // layouts on this machine: "separate CPUs" gives the server one event loop on CPU 0 and wrk
+    // CPU 1 (the nearest a 2-CPU machine gets to a client on another host: neither preempts the
+    // other); "shared CPUs" runs the agent's default (one loop per CPU) with wrk unpinned.
     char dir[] = "/tmp/ew-bench-wrk-XXXXXX";
     if (!mkdtemp(dir)) die("mkdtemp");
     const std::string bodyFile = std::string(dir) + "/body",
@@ -463,19 +448,58 @@ int main(int argc, char** argv) {
         "f:close()\nwrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n",
         bodyFile);
     const int seconds = quick ? 2 : 8;
-    for (int conc : {1, 16}) {
-      auto wrk = [&](const std::string& fn) {
-        return runWrk(fmt::format("http://127.0.0.1:{}/v1/functions/{}", http.port(), fn), script,
-                      conc, seconds);
-      };
-      wrk("wordcount");  // warm up
-      auto w = wrk("wordcount");
-      auto n = wrk("native-wordcount");
-      rows.push_back({fmt::format("HTTP function invoke, concurrency {} (wrk: POST 1 KiB, "
-                                  "keep-alive, p50 / p99)",
-                                  conc),
-                      w.str(), n.str(), fmt::format("{:.1f}x", w.p99 / n.p99),
-                      target(conc, w.p99)});
+    const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+    struct Layout {
+      const char* name;
+      unsigned loops;
+      bool pinned;
+      std::vector<int> concurrency;
+    };
+    std::vector<Layout> layouts = {{"shared CPUs", cpus, false, {16}}};
+    if (cpus >= 2) layouts.insert(layouts.begin(), {"separate CPUs", 1, true, {1, 16}});
+    for (const Layout& lay : layouts) {
+      cpu_set_t all, first;
+      sched_getaffinity(0, sizeof all, &all);
+      if (lay.pinned) {  // the event loop threads inherit this thread's CPU set
+        CPU_ZERO(&first);
+        CPU_SET(0, &first);
+        sched_setaffinity(0, sizeof first, &first);
+      }
+      edgeward::api::HttpServer http(std::nullopt, lay.loops);
+      edgeward::api::serveFunctions(
+          http,
+          [&](const std::string& name, std::string body,
+              const std::string&) -> edgeward::Result<edgeward::api::FunctionOutput> {
+            if (name == "native-wordcount")
+              return edgeward::api::FunctionOutput{nativeWordcount(body), "", 0};
+            EW_TRY(r, fr.invoke(name, std::move(body)));
+            return edgeward::api::FunctionOutput{std::move(r->out), std::move(r->err), r->exitCode};
+          });
+      must(http.start("127.0.0.1:0"), "http listener");
+      sched_setaffinity(0, sizeof all, &all);
+      {
+        httplib::Client cli("127.0.0.1", http.port());
+        for (const char* path : {"/v1/functions/wordcount", "/v1/functions/native-wordcount"}) {
+          auto res = cli.Post(path, input, "application/octet-stream");
+          if (!res || res->status != 200 || res->body != expected)
+            die(fmt::format("POST {} did not answer the word count", path));
+        }
+      }
+      for (int conc : lay.concurrency) {
+        auto wrk = [&](const std::string& fn) {
+          return runWrk(fmt::format("http://127.0.0.1:{}/v1/functions/{}", http.port(), fn), script,
+                        conc, seconds, lay.pinned ? "taskset -c 1 " : "");
+        };
+        wrk("wordcount");  // warm up
+        auto w = wrk("wordcount");
+        auto n = wrk("native-wordcount");
+        rows.push_back(
+            {fmt::format("HTTP function invoke, concurrency {}, {} (server {} event loop{}{}; wrk: "
+                         "POST 1 KiB, keep-alive; p50 / p99)",
+                         conc, lay.name, lay.loops, lay.loops == 1 ? "" : "s",
+                         lay.pinned ? " on CPU 0, wrk on CPU 1" : ""),
+             w.str(), n.str(), fmt::format("{:.1f}x", w.p99 / n.p99), target(conc, w.p99)});
+      }
     }
     std::filesystem::remove_all(dir);
   }
