@@ -1,14 +1,12 @@
 // edgeward policy check FILE
 // edgeward policy export --format nft [-o OUT] FILE
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "common/unique_fd.h"
+#include "common/durable_file.h"
 #include "policy/compiler.h"
 #include "policy/nft_export.h"
 #include "policy/policy.h"
@@ -59,30 +57,6 @@ void check(const std::string& file, const std::string& output) {
              humanBytes(st.bytes));
 }
 
-// Writes `text` to `path` through a temporary file and a rename, so OUT is either the old file or
-// the whole new one (it may be loaded by `nft -f` at any time).
-Result<void> writeFileAtomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd.valid()) return failErrno(path);
-  for (size_t done = 0; done < text.size();) {
-    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::unlink(tmp.c_str());
-      return failErrno(path, err);
-    }
-    done += size_t(n);
-  }
-  if (::fsync(fd.get()) != 0 || ::close(fd.release()) != 0 || ::rename(tmp.c_str(), path.c_str())) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return failErrno(path, err);
-  }
-  return {};
-}
-
 void exportPolicy(const std::string& file, const std::string& out,
                   const policy::NftOptions& options) {
   orExit(policy::checkNftOptions(options));
@@ -92,7 +66,8 @@ void exportPolicy(const std::string& file, const std::string& out,
     fwrite(text.data(), 1, text.size(), stdout);
     return;
   }
-  orExit(writeFileAtomically(out, text));
+  // OUT is either the old file or the whole new one (it may be loaded by `nft -f` at any time).
+  orExit(files::writeAtomically(out, text, 0644));
 }
 
 }  // namespace
