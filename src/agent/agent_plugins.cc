@@ -235,6 +235,9 @@ api::ModuleInfo infoOf(const wasm::PluginStats& p) {
   m.traps = p.traps;
   m.rateLimited = p.rateLimited;
   m.busy = p.busy;
+  m.emitted = p.emitted;
+  m.published = p.published;
+  m.completions = p.completions;
   m.callNsTotal = p.callNsTotal;
   m.instancesLive = p.instancesLive;
   m.lastError = p.lastError;

@@ -159,7 +159,8 @@ struct ModuleInfo {
   bool enabled = true;
   std::string disabledReason, failurePolicy;
   uint64_t calls = 0, passed = 0, dropped = 0, replaced = 0, failures = 0, timeouts = 0,
-           memoryErrors = 0, traps = 0, rateLimited = 0, busy = 0, callNsTotal = 0;
+           memoryErrors = 0, traps = 0, rateLimited = 0, busy = 0, callNsTotal = 0, emitted = 0,
+           published = 0, completions = 0;
   uint32_t instancesLive = 0;
   std::string lastError;
 };

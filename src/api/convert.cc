@@ -212,6 +212,9 @@ void toProto(const ModuleInfo& m, v1::ModuleInfo* out) {
   out->set_traps(m.traps);
   out->set_rate_limited(m.rateLimited);
   out->set_busy(m.busy);
+  out->set_emitted(m.emitted);
+  out->set_published(m.published);
+  out->set_completions(m.completions);
   out->set_call_ns_total(m.callNsTotal);
   out->set_instances_live(m.instancesLive);
   out->set_last_error(m.lastError);
@@ -235,6 +238,9 @@ ModuleInfo fromProto(const v1::ModuleInfo& in) {
   m.traps = in.traps();
   m.rateLimited = in.rate_limited();
   m.busy = in.busy();
+  m.emitted = in.emitted();
+  m.published = in.published();
+  m.completions = in.completions();
   m.callNsTotal = in.call_ns_total();
   m.instancesLive = in.instances_live();
   m.lastError = in.last_error();

@@ -37,6 +37,9 @@ json toJson(const api::ModuleInfo& m) {
               {"traps", m.traps},
               {"rateLimited", m.rateLimited},
               {"busy", m.busy},
+              {"emitted", m.emitted},
+              {"published", m.published},
+              {"completions", m.completions},
               {"callNsTotal", m.callNsTotal},
               {"lastError", m.lastError}});
   } else {
@@ -97,6 +100,8 @@ void stats(const std::string& name) {
                m.memoryErrors, m.traps);
     fmt::print("skipped     {} over the call rate, {} with every instance busy\n", m.rateLimited,
                m.busy);
+    fmt::print("sent        {} emitted, {} published and acknowledged, {} completions\n", m.emitted,
+               m.published, m.completions);
     fmt::print("instances   {} live\n", m.instancesLive);
     if (!m.lastError.empty()) fmt::print("last error  {}\n", m.lastError);
     return;

@@ -1024,6 +1024,17 @@ metrics:
   EXPECT_EQ(published[0]["source"], "enricher");
   EXPECT_EQ(published[0]["topic"], "alerts");
   EXPECT_EQ(published[0]["payload"], R"({"source":"10.77.0.1","drops":100})");
+  // ...and the plugin hears back: its ew_on_complete ran with the destination's acknowledgement.
+  nlohmann::json stats;
+  for (int i = 0; i < 100; i++) {
+    auto st = ew("plugin stats enricher -o json");
+    ASSERT_EQ(st.code, 0) << st.out;
+    stats = nlohmann::json::parse(st.out);
+    if (stats["completions"] == 1) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(stats["published"], 1) << stats.dump();
+  EXPECT_EQ(stats["completions"], 1) << stats.dump();
 
   httplib::Client http("127.0.0.1", port);
   auto r = http.Post("/v1/functions/wordcount", "one two three\nfour\n", "text/plain");
