@@ -21,6 +21,7 @@
 #include <mutex>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <bpf/bpf.h>
@@ -1066,6 +1067,71 @@ metrics:
               std::string::npos)
         << plug;
   }
+}
+
+// A plugin that keeps failing is disabled and reported in the three places an operator looks:
+// `plugin stats`, /metrics and the watch stream. The enricher numbers each drop from a source in
+// `value`; the test plugin behind it takes `value` as its action: 1 drop, 2 replace, 3 spin
+// (stopped at its CPU limit), 4 allocate without end (stopped at its memory or CPU limit,
+// whichever comes first), 5 recurse without end. Two failures in a row disable it, whichever
+// two (an event that finds the one instance still being replaced is skipped, not failed).
+TEST_F(AgentLab, APluginThatKeepsFailingIsDisabledAndReported) {
+  const int port = 20000 + (getpid() + 11) % 20000;
+  writeFile(dir_ / "chaos.yaml", R"(apiVersion: edgeward.io/v1
+kind: Plugin
+name: chaos
+version: "1"
+events: [drop]
+limits: {memory: 2MiB, cpuPerCall: 5ms, instances: 1}
+failure: {policy: fail-open, disableAfter: 2}
+)");
+  addConfig(fmt::format(R"(events:
+  dropsPerPeer: 0
+plugins:
+  modules:
+    - {{module: {0}/enricher.wasm, manifest: {1}/plugins/examples/enricher.yaml}}
+    - {{module: {2}/test_plugin.wasm, manifest: {3}}}
+metrics:
+  address: 127.0.0.1:{4}
+)",
+                        EW_EXAMPLES_DIR, EW_SOURCE_DIR, EW_TEST_GUESTS_DIR,
+                        (dir_ / "chaos.yaml").string(), port));
+  startAgent();
+  testing::Output watched;
+  std::jthread watcher([&] { watched = ew("watch -o json & sleep 3; kill -INT $!; wait $!"); });
+  std::this_thread::sleep_for(500ms);  // the watch is subscribed
+  auto sent = netns::runIn(client_.name(),
+                           [] { return netns::sendUdp("10.77.0.1", "10.77.0.2", 7002, 5); });
+  ASSERT_TRUE(sent);
+  watcher.join();
+
+  bool reported = false;
+  std::istringstream lines(watched.out);
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j["kind"] == "plugin-disabled") {
+      reported = true;
+      EXPECT_NE(j["message"].get<std::string>().find("plugin chaos disabled: disabled after 2 "
+                                                     "consecutive failures"),
+                std::string::npos)
+          << line;
+    }
+  }
+  EXPECT_TRUE(reported) << "watch said:\n" << watched.out << log();
+
+  auto st = ew("plugin stats chaos -o json");
+  ASSERT_EQ(st.code, 0) << st.out;
+  auto stats = nlohmann::json::parse(st.out);
+  EXPECT_EQ(stats["enabled"], false);
+  EXPECT_EQ(stats["failures"], 2) << stats.dump();
+  EXPECT_EQ(stats["dropped"], 1) << stats.dump();
+  EXPECT_NE(stats["disabledReason"].get<std::string>().find("consecutive failures"),
+            std::string::npos);
+  auto metrics = httplib::Client("127.0.0.1", port).Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("edgeward_plugin_enabled{plugin=\"chaos\"} 0"), std::string::npos);
+  EXPECT_NE(metrics->body.find("edgeward_plugin_enabled{plugin=\"enricher\"} 1"), std::string::npos)
+      << "the plugin before it carries on";
 }
 
 TEST_F(AgentLab, ABadPluginStopsTheStartWithOneClearError) {
