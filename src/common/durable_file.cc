@@ -52,7 +52,9 @@ Result<void> writeSynced(const std::string& path, std::string_view data, mode_t 
 
 Result<void> writeAtomically(const std::string& path, std::string_view data, mode_t mode) {
   const std::string tmp = path + ".tmp";
-  EW_TRY(written, writeSynced(tmp, data, mode));
+  // The error names the file the caller asked for, then the temporary one that failed.
+  if (auto w = writeSynced(tmp, data, mode); !w)
+    return std::unexpected(w.error().context("writing " + path));
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
