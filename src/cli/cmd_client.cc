@@ -111,6 +111,30 @@ void printJson(const json& j) { fmt::print("{}\n", j.dump()); }
 
 // --- policy ------------------------------------------------------------------------------------
 
+// The answer to an apply or a patch: the diff, and what became of it.
+void printChange(const api::ApplyResult& r, bool dryRun, std::string_view verb) {
+  if (gOutput == "json") {
+    printJson({{"dryRun", dryRun},
+               {"changed", r.changed},
+               {"version", toJson(r.version)},
+               {"applyMs", r.applyMs},
+               {"diff", toJson(r.diff)}});
+    return;
+  }
+  if (dryRun) {
+    fmt::print("{}", policy::renderDiff(r.diff));
+    fmt::print("dry run against version {}; nothing applied\n", r.version.version);
+    return;
+  }
+  if (!r.changed) {
+    fmt::print("policy unchanged (version {})\n", r.version.version);
+    return;
+  }
+  fmt::print("{}", policy::renderDiff(r.diff));
+  fmt::print("{} policy \"{}\" as version {} ({}) in {:.1f} ms\n", verb, r.version.name,
+             r.version.version, shortHash(r.version.hash), r.applyMs);
+}
+
 struct ApplyOptions {
   std::string file;
   std::optional<uint64_t> ifVersion;
@@ -124,27 +148,7 @@ void apply(const ApplyOptions& o) {
   req.ifVersion = o.ifVersion;
   req.dryRun = o.dryRun;
   auto client = connect();
-  auto r = orExitApi(client.applyPolicy(req));
-  if (gOutput == "json") {
-    printJson({{"dryRun", o.dryRun},
-               {"changed", r.changed},
-               {"version", toJson(r.version)},
-               {"applyMs", r.applyMs},
-               {"diff", toJson(r.diff)}});
-    return;
-  }
-  if (o.dryRun) {
-    fmt::print("dry run against version {}; nothing applied\n", r.version.version);
-    fmt::print("{}", policy::renderDiff(r.diff));
-    return;
-  }
-  if (!r.changed) {
-    fmt::print("policy unchanged (version {})\n", r.version.version);
-    return;
-  }
-  fmt::print("{}", policy::renderDiff(r.diff));
-  fmt::print("applied policy \"{}\" as version {} ({}) in {:.1f} ms\n", r.version.name,
-             r.version.version, shortHash(r.version.hash), r.applyMs);
+  printChange(orExitApi(client.applyPolicy(req)), o.dryRun, "applied");
 }
 
 struct PatchOptions {
@@ -160,22 +164,7 @@ void patch(const PatchOptions& o) {
   req.ifVersion = o.ifVersion;
   req.dryRun = o.dryRun;
   auto client = connect();
-  auto r = orExitApi(client.patchPolicy(req));
-  if (gOutput == "json") {
-    printJson({{"dryRun", o.dryRun},
-               {"changed", r.changed},
-               {"version", toJson(r.version)},
-               {"applyMs", r.applyMs},
-               {"diff", toJson(r.diff)}});
-    return;
-  }
-  fmt::print("{}", policy::renderDiff(r.diff));
-  if (o.dryRun) {
-    fmt::print("dry run against version {}; nothing applied\n", r.version.version);
-    return;
-  }
-  fmt::print("patched policy \"{}\" as version {} ({}) in {:.1f} ms\n", r.version.name,
-             r.version.version, shortHash(r.version.hash), r.applyMs);
+  printChange(orExitApi(client.patchPolicy(req)), o.dryRun, "patched");
 }
 
 void diff(const std::string& file) {
