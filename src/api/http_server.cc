@@ -154,7 +154,7 @@ struct HttpServer::Callbacks {
       return MHD_YES;
     }
     HttpRequest r;
-    if (server->tls_ && !server->tls_->clientCa.empty()) {
+    if (!server->caPem_.empty()) {
       const MHD_ConnectionInfo* ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
       auto* peer = ci ? static_cast<Peer*>(ci->socket_context) : nullptr;
       if (!peer) return MHD_NO;
@@ -172,13 +172,6 @@ struct HttpServer::Callbacks {
     r.method = method;
     r.path = url;
     r.body = std::move(req->body);
-    MHD_get_connection_values(
-        c, MHD_HEADER_KIND,
-        [](void* cls, MHD_ValueKind, const char* k, const char* v) -> MHD_Result {
-          static_cast<HttpRequest*>(cls)->headers[k] = v ? v : "";
-          return MHD_YES;
-        },
-        &r);
     return send(c, server->route(r));
   }
 
@@ -239,6 +232,9 @@ Result<void> HttpServer::start(const std::string& address) {
     keyPem_ = std::move(*key);
     if (!tls_->clientCa.empty()) {
       EW_TRY(ca, readPem(tls_->clientCa));
+      if (ca->empty())  // would turn client verification off: refuse
+        return fail(ErrorCode::InvalidArgument,
+                    fmt::format("http: the client CA file {} is empty", tls_->clientCa));
       caPem_ = std::move(*ca);
     }
   }
@@ -254,14 +250,18 @@ Result<void> HttpServer::start(const std::string& address) {
   std::vector<MHD_OptionItem> opts = {
       {MHD_OPTION_LISTEN_SOCKET, fd->get(), nullptr},
       {MHD_OPTION_NOTIFY_COMPLETED, reinterpret_cast<intptr_t>(&Callbacks::onCompleted), nullptr},
-      {MHD_OPTION_NOTIFY_CONNECTION, reinterpret_cast<intptr_t>(&Callbacks::onConnection), nullptr},
       {MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutSeconds, nullptr},
   };
   if (threads_ > 1) opts.push_back({MHD_OPTION_THREAD_POOL_SIZE, threads_, nullptr});
   if (tls_) {
     opts.push_back({MHD_OPTION_HTTPS_MEM_CERT, 0, certPem_.data()});
     opts.push_back({MHD_OPTION_HTTPS_MEM_KEY, 0, keyPem_.data()});
-    if (!caPem_.empty()) opts.push_back({MHD_OPTION_HTTPS_MEM_TRUST, 0, caPem_.data()});
+    if (!caPem_.empty()) {
+      opts.push_back({MHD_OPTION_HTTPS_MEM_TRUST, 0, caPem_.data()});
+      // Per-connection state only where there is something to keep: the checked identity.
+      opts.push_back({MHD_OPTION_NOTIFY_CONNECTION,
+                      reinterpret_cast<intptr_t>(&Callbacks::onConnection), nullptr});
+    }
   }
   opts.push_back({MHD_OPTION_END, 0, nullptr});
   daemon_ = MHD_start_daemon(flags, 0, nullptr, nullptr, &Callbacks::onRequest, this,

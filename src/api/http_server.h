@@ -33,7 +33,6 @@ struct HttpRequest {
   std::string method, path, body;
   std::vector<std::string> captures;  // the pattern's groups
   std::string identity;               // client certificate identity ("" without mTLS)
-  std::map<std::string, std::string> headers;
 };
 
 struct HttpResponse {

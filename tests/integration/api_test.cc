@@ -944,6 +944,15 @@ TEST_F(HttpTest, PlainHttpServesGetAndBadSetupIsOneError) {
   auto tls = badTls.start("127.0.0.1:0");
   ASSERT_FALSE(tls);
   EXPECT_NE(tls.error().str().find("/nonexistent/server.crt"), std::string::npos);
+  // An empty CA file would leave clients unverified: refused.
+  const std::string emptyCa = ::testing::TempDir() + "ew-empty-ca.pem";
+  std::ofstream(emptyCa).close();
+  HttpServer noCa(HttpTls{gPki->file("server.crt"), gPki->file("server.key"), emptyCa});
+  auto ca = noCa.start("127.0.0.1:0");
+  ASSERT_FALSE(ca);
+  EXPECT_NE(ca.error().str().find("client CA file " + emptyCa + " is empty"), std::string::npos)
+      << ca.error().str();
+  std::remove(emptyCa.c_str());
 }
 
 }  // namespace
