@@ -129,16 +129,16 @@ Result<void> Agent::startPlugins() {
 }
 
 Result<bool> Agent::install(const wasm::Manifest& manifest, std::string bytes) {
-  bool replaced = false;
+  // sources_ holds exactly what runs, so it says whether this replaces a loaded module.
+  const std::pair<std::string, std::string> key{kindName(manifest.kind), manifest.name};
+  const bool replaced = sources_.contains(key);
   if (manifest.kind == wasm::ModuleKind::Function) {
-    for (const auto& f : functions_->list()) replaced = replaced || f.name == manifest.name;
     EW_TRY(deployed, functions_->deploy(manifest, bytesOf(bytes)));
   } else {
-    replaced = plugins_->stats(manifest.name).has_value();
     EW_TRY(loaded, replaced ? plugins_->replace(manifest, bytesOf(bytes))
                             : plugins_->load(manifest, bytesOf(bytes)));
   }
-  sources_[{kindName(manifest.kind), manifest.name}] = {manifest, std::move(bytes)};
+  sources_[key] = {manifest, std::move(bytes)};
   return replaced;
 }
 

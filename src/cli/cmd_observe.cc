@@ -70,18 +70,9 @@ void printRow(const api::EventRecord& e) {
              e.interface.empty() ? "" : "  on " + e.interface);
 }
 
-struct EventsOptions {
-  std::vector<std::string> kinds;
-  std::string rule, identity, verdict;
-  uint16_t port = 0;
-  uint32_t last = 20;
-  bool follow = false;
-};
-
-void events(const EventsOptions& o) {
+void events(const api::EventsRequest& req) {
   SignalStop stop;
   auto client = connect();
-  api::EventsRequest req{o.kinds, o.rule, o.identity, o.verdict, o.port, o.last, o.follow};
   const bool asJson = gOutput == "json";
   auto r = client.events(
       req,
@@ -271,7 +262,7 @@ void top(int intervalMs, size_t limit, int iterations) {
 }  // namespace
 
 void addObserveCommands(CLI::App& app) {
-  static EventsOptions eo;
+  static api::EventsRequest eo{.recent = 20};
   auto* ev = withOutput(connected(app.add_subcommand(
       "events", "Print the agent's firewall and TCP events (the last ones, or --follow)")));
   ev->add_option("--kind", eo.kinds,
@@ -282,7 +273,7 @@ void addObserveCommands(CLI::App& app) {
   ev->add_option("--port", eo.port, "Only events with this source or destination port");
   ev->add_option("--verdict", eo.verdict, "Only drops or only allowed new connections")
       ->check(CLI::IsMember({"drop", "allow"}));
-  ev->add_option("-n,--last", eo.last, "Past events to print first")->capture_default_str();
+  ev->add_option("-n,--last", eo.recent, "Past events to print first")->capture_default_str();
   ev->add_flag("-f,--follow", eo.follow, "Keep printing new events until Ctrl-C");
   ev->callback([] { events(eo); });
 
