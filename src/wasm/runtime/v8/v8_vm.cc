@@ -40,6 +40,18 @@ void initV8() {
   });
 }
 
+// What a call into an isolate needs, in order: its lock, the isolate entered, a handle scope and
+// the VM's context entered. Lives on the stack only (as its V8 members must).
+struct Entered {
+  Entered(v8::Isolate* isolate, const v8::Global<v8::Context>& context)
+      : locker(isolate), is(isolate), hs(isolate), ctx(context.Get(isolate)), cs(ctx) {}
+  v8::Locker locker;
+  v8::Isolate::Scope is;
+  v8::HandleScope hs;
+  v8::Local<v8::Context> ctx;
+  v8::Context::Scope cs;
+};
+
 class V8Compiled : public CompiledModule {
  public:
   V8Compiled(ModuleInfo info, v8::CompiledWasmModule compiled)
@@ -101,11 +113,8 @@ class V8Vm final : public WasmVm {
 
   Result<std::shared_ptr<const CompiledModule>> compile(std::span<const uint8_t> bytes,
                                                         ModuleInfo info) override {
-    v8::Locker locker(isolate_);
-    v8::Isolate::Scope is(isolate_);
-    v8::HandleScope hs(isolate_);
-    v8::Local<v8::Context> ctx = context_.Get(isolate_);
-    v8::Context::Scope cs(ctx);
+    Entered entered(isolate_, context_);
+    v8::Local<v8::Context> ctx = entered.ctx;
     v8::TryCatch tc(isolate_);
     auto m = v8::WasmModuleObject::Compile(
         isolate_, v8::MemorySpan<const uint8_t>(bytes.data(), bytes.size()));
@@ -120,10 +129,7 @@ class V8Vm final : public WasmVm {
     if (!v8mod)
       return fail(ErrorCode::InvalidArgument,
                   fmt::format("a module compiled by {} cannot run on v8", module->engine()));
-    v8::Locker locker(isolate_);
-    v8::Isolate::Scope is(isolate_);
-    v8::HandleScope hs(isolate_);
-    v8::Context::Scope cs(context_.Get(isolate_));
+    Entered entered(isolate_, context_);
     v8::TryCatch tc(isolate_);
     auto m = v8::WasmModuleObject::FromCompiledModule(isolate_, v8mod->compiled());
     v8::Local<v8::WasmModuleObject> mod;
@@ -144,11 +150,8 @@ class V8Vm final : public WasmVm {
 
   Result<void> link() override {
     if (!module_) return fail(ErrorCode::Internal, "link() before load()");
-    v8::Locker locker(isolate_);
-    v8::Isolate::Scope is(isolate_);
-    v8::HandleScope hs(isolate_);
-    v8::Local<v8::Context> ctx = context_.Get(isolate_);
-    v8::Context::Scope cs(ctx);
+    Entered entered(isolate_, context_);
+    v8::Local<v8::Context> ctx = entered.ctx;
     resetInstance();
 
     v8::Local<v8::Object> imports = v8::Object::New(isolate_);
@@ -246,11 +249,8 @@ class V8Vm final : public WasmVm {
     if (args.size() != f.type.params.size())
       return fail(ErrorCode::InvalidArgument, fmt::format("{} takes {} arguments, not {}", f.name,
                                                           f.type.params.size(), args.size()));
-    v8::Locker locker(isolate_);
-    v8::Isolate::Scope is(isolate_);
-    v8::HandleScope hs(isolate_);
-    v8::Local<v8::Context> ctx = context_.Get(isolate_);
-    v8::Context::Scope cs(ctx);
+    Entered entered(isolate_, context_);
+    v8::Local<v8::Context> ctx = entered.ctx;
     v8::Local<v8::Value> argv[16];
     if (args.size() > 16) return fail(ErrorCode::InvalidArgument, "more than 16 arguments");
     for (size_t i = 0; i < args.size(); i++) argv[i] = toV8(f.type.params[i], args[i]);
@@ -408,11 +408,8 @@ class V8Vm final : public WasmVm {
   Result<void> snapshot() override {
     if (memory_.IsEmpty())
       return fail(ErrorCode::Internal, "the instance has no memory to snapshot");
-    v8::Locker locker(isolate_);
-    v8::Isolate::Scope is(isolate_);
-    v8::HandleScope hs(isolate_);
-    v8::Local<v8::Context> ctx = context_.Get(isolate_);
-    v8::Context::Scope cs(ctx);
+    Entered entered(isolate_, context_);
+    v8::Local<v8::Context> ctx = entered.ctx;
     Memory m = memoryLocked();
     auto all = m.view(0, static_cast<uint32_t>(m.size()));
     savedMemory_.assign(all->begin(), all->end());
@@ -431,11 +428,8 @@ class V8Vm final : public WasmVm {
 
   Result<bool> restore() override {
     if (savedMemory_.empty() || memory_.IsEmpty()) return false;
-    v8::Locker locker(isolate_);
-    v8::Isolate::Scope is(isolate_);
-    v8::HandleScope hs(isolate_);
-    v8::Local<v8::Context> ctx = context_.Get(isolate_);
-    v8::Context::Scope cs(ctx);
+    Entered entered(isolate_, context_);
+    v8::Local<v8::Context> ctx = entered.ctx;
     Memory m = memoryLocked();
     if (m.size() != savedMemory_.size()) return false;
     m.write(0, savedMemory_);
