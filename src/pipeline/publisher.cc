@@ -60,7 +60,7 @@ FilePublisher::~FilePublisher() {
 void FilePublisher::publish(Message m, Done done) {
   {
     std::lock_guard l(mu_);
-    if (!stop_ && queue_.size() < opts_.queueLimit) {
+    if (queue_.size() < opts_.queueLimit) {  // (no publish can race the destructor)
       queue_.emplace_back(std::move(m), std::move(done));
       accepted_.fetch_add(1, std::memory_order_relaxed);
       cv_.notify_one();
