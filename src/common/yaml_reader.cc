@@ -182,26 +182,6 @@ std::string describe(const Node& n) {
   return "nothing";
 }
 
-// Errors are one line: control characters from quoted YAML strings are shown escaped.
-std::string oneLine(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if ((unsigned char)c < 0x20 || c == 0x7f) {
-      out += fmt::format("\\x{:02x}", (unsigned char)c);
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 bool isDigits(std::string_view s) {
   return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
 }

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/one_line.h"
 #include "common/result.h"
 
 namespace edgeward::yaml {
@@ -156,7 +157,7 @@ std::string quoted(std::string_view s);
 // How a node looks to the user, for "expected X, got Y".
 std::string describe(const Node& n);
 // Errors are one line: control characters from quoted YAML strings are shown escaped.
-std::string oneLine(std::string_view s);
+using edgeward::oneLine;
 bool isDigits(std::string_view s);
 std::string join(const std::string& path, std::string_view field);
 std::string index(const std::string& path, size_t i);

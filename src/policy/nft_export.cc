@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "common/one_line.h"
+
 namespace edgeward::policy {
 namespace {
 
@@ -20,14 +22,6 @@ constexpr size_t kCutIdentity = 50;     // encodes to at most 201 characters
 
 bool isAlnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-// Text from the policy inside a "#" line: one line, whatever metadata.name holds.
-std::string oneLine(std::string_view text) {
-  std::string s(text);
-  for (char& c : s)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  return s;
 }
 
 std::string comment(std::string_view text) {

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "common/one_line.h"
+
 #include "wasm/rate_limiter.h"
 
 namespace edgeward::wasm {
@@ -32,8 +34,8 @@ FunctionRunner::~FunctionRunner() = default;
 
 Result<void> FunctionRunner::deploy(const Manifest& m, std::span<const uint8_t> wasm) {
   auto err = [&](const Error& e) {
-    return std::unexpected(
-        Error(ErrorCode::InvalidArgument, fmt::format("function {}: {}", m.name, e.message())));
+    return std::unexpected(Error(ErrorCode::InvalidArgument,
+                                 fmt::format("function {}: {}", m.name, oneLine(e.message()))));
   };
   if (m.kind != ModuleKind::Function)
     return err(Error("the manifest is for a Plugin, not a Function"));

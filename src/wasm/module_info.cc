@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "common/one_line.h"
+
 namespace edgeward::wasm {
 namespace {
 
@@ -234,7 +236,7 @@ Result<ModuleInfo> parseModule(std::span<const uint8_t> bytes) {
               EW_TRY(ti, r.u32("import type index"));
               if (*ti >= types.size())
                 return fail(fmt::format("offset {}: import {}.{} uses type {} which does not exist",
-                                        at, im.module, im.name, *ti));
+                                        at, oneLine(im.module), oneLine(im.name), *ti));
               im.kind = ExternKind::Func;
               im.type = types[*ti];
               funcTypes.push_back(*ti);
@@ -261,7 +263,7 @@ Result<ModuleInfo> parseModule(std::span<const uint8_t> bytes) {
             }
             default:
               return fail(fmt::format("offset {}: import {}.{} has unsupported kind {}", at,
-                                      im.module, im.name, *kind));
+                                      oneLine(im.module), oneLine(im.name), *kind));
           }
           info.imports.push_back(std::move(im));
         }
@@ -345,8 +347,8 @@ Result<ModuleInfo> parseModule(std::span<const uint8_t> bytes) {
           size_t at = r.pos();
           EW_TRY(kind, r.byte("export kind"));
           if (*kind > 4)
-            return fail(
-                fmt::format("offset {}: export \"{}\" has unknown kind {}", at, ex.name, *kind));
+            return fail(fmt::format("offset {}: export \"{}\" has unknown kind {}", at,
+                                    oneLine(ex.name), *kind));
           ex.kind = static_cast<ExternKind>(*kind);
           EW_TRY(idx, r.u32("export index"));
           ex.index = *idx;
@@ -354,7 +356,7 @@ Result<ModuleInfo> parseModule(std::span<const uint8_t> bytes) {
             if (*idx >= funcTypes.size())
               return fail(
                   fmt::format("offset {}: export \"{}\" names function {} which does not exist", at,
-                              ex.name, *idx));
+                              oneLine(ex.name), *idx));
             ex.type = types[funcTypes[*idx]];
           }
           info.exports.push_back(std::move(ex));
@@ -424,7 +426,7 @@ Result<std::vector<uint8_t>> capMemory(std::span<const uint8_t> bytes, uint32_t 
   for (const auto& im : info->imports)
     if (im.kind == ExternKind::Memory)
       return failf("the module imports its memory ({}.{}); plugins must define their own",
-                   im.module, im.name);
+                   oneLine(im.module), oneLine(im.name));
   std::vector<uint8_t> out(bytes.begin(), bytes.end());
   if (!info->memory) return out;
   if (info->memory->min > maxPages)

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "common/one_line.h"
+
 #include "edgeward_event.h"
 #include "wasm/rate_limiter.h"
 
@@ -234,8 +236,8 @@ Result<std::shared_ptr<PluginManager::Version>> PluginManager::build(
   if (m.kind != ModuleKind::Plugin)
     return failf("{}: the manifest is for a Function, not a Plugin", m.name);
   auto err = [&](const Error& e) {
-    return std::unexpected(
-        Error(ErrorCode::InvalidArgument, fmt::format("plugin {}: {}", m.name, e.message())));
+    return std::unexpected(Error(ErrorCode::InvalidArgument,
+                                 fmt::format("plugin {}: {}", m.name, oneLine(e.message()))));
   };
   auto v = std::make_shared<Version>();
   v->manifest = m;

@@ -67,7 +67,8 @@ TEST_P(MalformedModuleTest, RandomMutationsNeverCrashTheLoader) {
   double seconds = 3;
   if (const char* s = std::getenv("EW_FUZZ_SECONDS")) seconds = std::atof(s);
   uint64_t seed = std::random_device{}();
-  SCOPED_TRACE(fmt::format("seed {}", seed));
+  if (const char* s = std::getenv("EW_FUZZ_SEED")) seed = std::strtoull(s, nullptr, 10);
+  SCOPED_TRACE(fmt::format("seed {} (EW_FUZZ_SEED={} repeats it)", seed, seed));
   std::mt19937_64 rng(seed);
   const std::vector<std::vector<uint8_t>> seeds = {readGuest("test_plugin"), readGuest("math")};
   PluginManager pm(OperatorCaps{}, {}, engine());
