@@ -3,6 +3,7 @@
 // inactive generation, switch, record the version; a failure at any step changes nothing.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <unordered_map>
@@ -90,6 +91,9 @@ class Agent : public api::AgentControl {
   const std::vector<std::string>& startupNotes() const { return notes_; }
 
  private:
+  using FlowmonStats = std::array<uint64_t, FM_S_COUNT>;
+  // Status, and flowmon's raw counters from the same read (when it runs) for the metrics.
+  Result<api::Status> status(std::optional<FlowmonStats>* flowmonRaw);
   explicit Agent(AgentConfig cfg);
   Result<void> init();
   Result<void> attachAll();

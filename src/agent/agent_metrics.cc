@@ -58,7 +58,9 @@ void Agent::recordApply(double seconds, bool ok) {
     if (seconds <= kApplyBuckets[i]) applyBuckets_[i]++;
 }
 
-Result<api::Status> Agent::status() {
+Result<api::Status> Agent::status() { return status(nullptr); }
+
+Result<api::Status> Agent::status(std::optional<FlowmonStats>* flowmonRaw) {
   std::lock_guard lock(mu_);
   api::Status s;
   if (activeVersion_) s.policy = info(*activeVersion_);
@@ -104,9 +106,12 @@ Result<api::Status> Agent::status() {
   s.events.dropsRateLimited = (*ev)[EW_EVS_DROP_RATE_LIMITED];
   if (flowmon_) {
     EW_TRY(fs, flowmon_->readStats());
+    s.events.flowmonSent =
+        (*fs)[FM_S_OPEN_SENT] + (*fs)[FM_S_CLOSE_SENT] + (*fs)[FM_S_RETRANS_SENT];
     s.events.flowmonLost =
         (*fs)[FM_S_OPEN_LOST] + (*fs)[FM_S_CLOSE_LOST] + (*fs)[FM_S_RETRANS_LOST];
     s.events.flowmon = true;
+    if (flowmonRaw) *flowmonRaw = *fs;
   }
   if (bus_) {
     s.events.published = bus_->published();
@@ -116,7 +121,8 @@ Result<api::Status> Agent::status() {
 }
 
 Result<std::string> Agent::metricsText() {
-  EW_TRY(st, status());
+  std::optional<FlowmonStats> fms;
+  EW_TRY(st, status(&fms));
   std::vector<MetricFamily> out;
   out.reserve(64);  // families are filled through references: no reallocation
   using L = std::vector<ClientMetric::Label>;
@@ -206,11 +212,6 @@ Result<std::string> Agent::metricsText() {
     add(runNs, double(info.run_time_ns) / 1e9, l);
   }
 
-  std::optional<std::array<uint64_t, FM_S_COUNT>> fms;
-  if (flowmon_) {
-    EW_TRY(fs, flowmon_->readStats());
-    fms = *fs;
-  }
   if (fms) {
     auto& states = family(out, "edgeward_tcp_state_transitions_total",
                           "TCP sockets entering each state (all namespaces).", MetricType::Counter);

@@ -645,6 +645,12 @@ TEST_F(AgentLab, TcpLifecycleEventsMatchTheConnectionsTheTestMade) {
   EXPECT_EQ(closes, 2 * kConnections);
   EXPECT_EQ(nets.size(), 1u) << "all in the server namespace";
   EXPECT_EQ(tcp.error(), "");
+  // Status counts what flowmon wrote (the test's events, and any other TCP on the machine).
+  auto st = client()->status();
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(st->events.flowmon);
+  EXPECT_GE(st->events.flowmonSent, uint64_t{4 * kConnections});
+  EXPECT_EQ(st->events.flowmonLost, 0u);
 }
 
 TEST_F(AgentLab, MetricsEndpointPassesPromtoolAndAgreesWithStatus) {
