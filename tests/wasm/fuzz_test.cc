@@ -10,6 +10,7 @@
 #include "wasm/function_runner.h"
 #include "wasm/module_info.h"
 #include "wasm/plugin_manager.h"
+#include "support/fuzz.h"
 #include "wasm_test_support.h"
 
 namespace edgeward::wasm {
@@ -64,18 +65,15 @@ std::vector<uint8_t> mutate(std::vector<uint8_t> b, std::mt19937_64& rng) {
 class MalformedModuleTest : public EngineTest {};
 
 TEST_P(MalformedModuleTest, RandomMutationsNeverCrashTheLoader) {
-  double seconds = 3;
-  if (const char* s = std::getenv("EW_FUZZ_SECONDS")) seconds = std::atof(s);
-  uint64_t seed = std::random_device{}();
-  if (const char* s = std::getenv("EW_FUZZ_SEED")) seed = std::strtoull(s, nullptr, 10);
-  SCOPED_TRACE(fmt::format("seed {} (EW_FUZZ_SEED={} repeats it)", seed, seed));
-  std::mt19937_64 rng(seed);
+  const auto run = edgeward::testing::fuzzRun(3);
+  SCOPED_TRACE(run.trace());
+  std::mt19937_64 rng(run.seed);
   const std::vector<std::vector<uint8_t>> seeds = {readGuest("test_plugin"), readGuest("math")};
   PluginManager pm(OperatorCaps{}, {}, engine());
   FunctionRunner fr(OperatorCaps{}, engine());
   const std::vector<uint8_t> evBytes = testing::event(0);
 
-  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(run.seconds);
   uint64_t tries = 0, parsedOk = 0, loaded = 0;
   while (std::chrono::steady_clock::now() < end) {
     auto bytes = mutate(seeds[tries % seeds.size()], rng);
@@ -98,7 +96,7 @@ TEST_P(MalformedModuleTest, RandomMutationsNeverCrashTheLoader) {
     }
   }
   std::printf("%llu mutated modules in %.1f s: %llu parsed, %llu loaded as plugins\n",
-              static_cast<unsigned long long>(tries), seconds,
+              static_cast<unsigned long long>(tries), run.seconds,
               static_cast<unsigned long long>(parsedOk), static_cast<unsigned long long>(loaded));
   EXPECT_GT(tries, 10u);
   // The host still works after all that.
