@@ -78,3 +78,9 @@ inline std::unexpected<Error> failErrno(std::string message, int err = errno) {
 #define EW_TRY(var, expr) \
   auto var = (expr);      \
   if (!var) return std::unexpected(std::move(var).error())
+
+// Returns the error of an expression whose value is not needed (a Result<void>, say).
+#define EW_CHECK(expr)                                                                  \
+  do {                                                                                  \
+    if (auto ew_check_ = (expr); !ew_check_) return std::unexpected(ew_check_.error()); \
+  } while (0)

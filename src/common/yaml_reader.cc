@@ -14,11 +14,6 @@
 
 #include "common/unique_fd.h"
 
-#define EW_CHECK(expr)                                                                  \
-  do {                                                                                  \
-    if (auto ew_check_ = (expr); !ew_check_) return std::unexpected(ew_check_.error()); \
-  } while (0)
-
 namespace edgeward::yaml {
 namespace {
 

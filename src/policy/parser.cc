@@ -16,12 +16,6 @@
 #include "common/yaml_reader.h"
 #include "policy/policy.h"
 
-// Returns the error of a Result<void> expression.
-#define EW_CHECK(expr)                                                                  \
-  do {                                                                                  \
-    if (auto ew_check_ = (expr); !ew_check_) return std::unexpected(ew_check_.error()); \
-  } while (0)
-
 namespace edgeward::policy {
 
 namespace {

@@ -54,6 +54,11 @@ Result<void> FunctionRunner::deploy(const Manifest& m, std::span<const uint8_t> 
         Error("the module is not a WASI command: it does not export _start () -> () (build it "
               "without -mexec-model=reactor)"));
 
+  // Without a snapshot, restore() says no and every call gets a new instantiation.
+  auto resettable = resettableInPlace(wasm);
+  if (!resettable) return err(resettable.error());
+  const bool snapshots = *resettable;
+
   wasi::WasiConfig wc = wasiConfigFor(m, f->eff);
   VmFactory factory = engine_;
   auto module = *mod;
@@ -61,19 +66,20 @@ Result<void> FunctionRunner::deploy(const Manifest& m, std::span<const uint8_t> 
   f->pool = InstancePool::make(
       [=]() -> Result<std::unique_ptr<Instance>> {
         EW_TRY(inst, makeInstance(factory, module, cpu, wc, nullptr, "_start"));
-        EW_TRY(saved, (*inst)->vm->snapshot());
+        if (snapshots) EW_CHECK((*inst)->vm->snapshot());
         return std::move(*inst);
       },
       // A command runs once per instance: put the state saved after instantiation back (a
-      // memcpy), or instantiate again (same VM) when the memory grew.
-      [](Instance& i) -> Result<void> {
+      // memcpy), or instantiate again (same VM) when the memory grew or the code keeps state
+      // elsewhere (a table it changes, a segment it drops).
+      [snapshots](Instance& i) -> Result<void> {
         EW_TRY(r, i.wasi->reset());
         EW_TRY(restored, i.vm->restore());
         if (*restored) return {};
         EW_TRY(l, i.vm->link());
         EW_TRY(e, i.vm->getFunction("_start"));
         i.entry = *e;
-        EW_TRY(saved, i.vm->snapshot());
+        if (snapshots) EW_CHECK(i.vm->snapshot());
         return {};
       },
       f->eff.limits.instances);

@@ -16,7 +16,8 @@ enum Section : uint8_t {
   kFunction = 3,
   kMemory = 5,
   kGlobal = 6,
-  kExport = 7
+  kExport = 7,
+  kCode = 10
 };
 
 // A bounds-checked cursor; every read fails with the offset of the problem.
@@ -94,6 +95,15 @@ class Reader {
     }
     return l;
   }
+  // Any LEB128 (signed or not, up to 64 bits), when only its length matters.
+  Result<void> skipLeb(std::string_view what) {
+    size_t start = pos_;
+    for (int i = 0; i < 10; i++) {
+      EW_TRY(b, byte(what));
+      if (!(*b & 0x80)) return {};
+    }
+    return fail(fmt::format("offset {}: {} is not a valid LEB128 number", start, what));
+  }
   Result<void> skip(size_t n, std::string_view what) {
     if (n > end_ - pos_)
       return fail(fmt::format("offset {}: {} runs past its section", pos_, what));
@@ -155,6 +165,139 @@ Result<std::vector<SectionRef>> sections(std::span<const uint8_t> b) {
     EW_TRY(skipped, r.skip(*size, "section"));
   }
   return out;
+}
+
+// What one instruction does to state a memory-and-globals snapshot cannot put back.
+enum class Effect { None, TouchesTablesOrSegments, Unknown };
+
+// Reads one instruction's opcode and immediates. Opcodes from the MVP, sign extension,
+// non-trapping conversions, bulk memory, reference types, tail calls, SIMD and atomics are known;
+// anything else (exceptions, GC, multiple memories) is Unknown.
+Result<Effect> instruction(Reader& r) {
+  constexpr std::string_view imm = "instruction immediate";
+  auto memarg = [&]() -> Result<Effect> {
+    EW_TRY(align, r.u32(imm));
+    if (*align & 0x40) return Effect::Unknown;  // a memory index: multiple memories
+    EW_TRY(offset, r.skipLeb(imm));
+    return Effect::None;
+  };
+  auto lebs = [&](int n) -> Result<Effect> {
+    for (int i = 0; i < n; i++) EW_CHECK(r.skipLeb(imm));
+    return Effect::None;
+  };
+  EW_TRY(op, r.byte("opcode"));
+  switch (*op) {
+    case 0x02:  // block, loop, if: an empty type, a value type or a type index
+    case 0x03:
+    case 0x04: {
+      EW_TRY(bt, r.byte(imm));
+      if (*bt == 0x40 || (*bt >= 0x7b && *bt <= 0x7f) || *bt == 0x70 || *bt == 0x6f)
+        return Effect::None;
+      if (*bt & 0x40) return Effect::Unknown;  // another negative type code
+      if (*bt & 0x80) return lebs(1);
+      return Effect::None;
+    }
+    case 0x0c:  // br, br_if
+    case 0x0d:
+    case 0x10:  // call
+    case 0x12:  // return_call
+    case 0x20:  // local.get, set, tee; global.get, set
+    case 0x21:
+    case 0x22:
+    case 0x23:
+    case 0x24:
+    case 0x25:  // table.get
+    case 0x3f:  // memory.size, memory.grow
+    case 0x40:
+    case 0x41:  // i32.const, i64.const
+    case 0x42:
+    case 0xd2:  // ref.func
+      return lebs(1);
+    case 0x0e: {  // br_table
+      EW_TRY(n, r.count("br_table"));
+      return lebs(static_cast<int>(*n) + 1);
+    }
+    case 0x11:  // call_indirect, return_call_indirect
+    case 0x13:
+      return lebs(2);
+    case 0x1c: {  // select with types
+      EW_TRY(n, r.count("select"));
+      for (uint32_t i = 0; i < *n; i++) {
+        EW_TRY(t, r.byte(imm));
+        if (!(*t >= 0x7b && *t <= 0x7f) && *t != 0x70 && *t != 0x6f) return Effect::Unknown;
+      }
+      return Effect::None;
+    }
+    case 0x26:  // table.set
+      EW_CHECK(r.skipLeb(imm));
+      return Effect::TouchesTablesOrSegments;
+    case 0x43:
+      EW_CHECK(r.skip(4, imm));
+      return Effect::None;
+    case 0x44:
+      EW_CHECK(r.skip(8, imm));
+      return Effect::None;
+    case 0xd0: {  // ref.null
+      EW_TRY(t, r.byte(imm));
+      return *t == 0x70 || *t == 0x6f ? Effect::None : Effect::Unknown;
+    }
+    case 0xfc: {
+      EW_TRY(sub, r.u32("opcode"));
+      if (*sub <= 7) return Effect::None;  // saturating truncations
+      switch (*sub) {
+        case 8:   // memory.init: data index, memory
+        case 10:  // memory.copy
+          return lebs(2);
+        case 11:  // memory.fill
+        case 16:  // table.size
+          return lebs(1);
+        case 9:   // data.drop
+        case 13:  // elem.drop
+        case 15:  // table.grow
+        case 17:  // table.fill
+          EW_CHECK(r.skipLeb(imm));
+          return Effect::TouchesTablesOrSegments;
+        case 12:  // table.init, table.copy
+        case 14:
+          EW_CHECK(lebs(2));
+          return Effect::TouchesTablesOrSegments;
+        default:
+          return Effect::Unknown;
+      }
+    }
+    case 0xfd: {  // SIMD
+      EW_TRY(sub, r.u32("opcode"));
+      if (*sub <= 11 || *sub == 92 || *sub == 93) return memarg();  // loads, stores
+      if (*sub == 12 || *sub == 13) {                               // v128.const, i8x16.shuffle
+        EW_CHECK(r.skip(16, imm));
+        return Effect::None;
+      }
+      if (*sub >= 21 && *sub <= 34) {  // extract and replace lane
+        EW_CHECK(r.skip(1, imm));
+        return Effect::None;
+      }
+      if (*sub >= 84 && *sub <= 91) {  // load and store lane
+        EW_TRY(m, memarg());
+        EW_CHECK(r.skip(1, imm));
+        return *m;
+      }
+      return *sub <= 0x113 ? Effect::None : Effect::Unknown;
+    }
+    case 0xfe: {  // atomics
+      EW_TRY(sub, r.u32("opcode"));
+      if (*sub == 3) {  // atomic.fence
+        EW_CHECK(r.skip(1, imm));
+        return Effect::None;
+      }
+      return *sub <= 0x4e ? memarg() : Effect::Unknown;
+    }
+    default:
+      if (*op >= 0x28 && *op <= 0x3e) return memarg();  // loads and stores
+      if (*op <= 0x01 || *op == 0x05 || *op == 0x0b || *op == 0x0f || *op == 0x1a || *op == 0x1b ||
+          (*op >= 0x45 && *op <= 0xc4) || *op == 0xd1)
+        return Effect::None;
+      return Effect::Unknown;
+  }
 }
 
 }  // namespace
@@ -451,6 +594,34 @@ Result<std::vector<uint8_t>> capMemory(std::span<const uint8_t> bytes, uint32_t 
     return rebuilt;
   }
   return out;
+}
+
+Result<bool> resettableInPlace(std::span<const uint8_t> bytes) {
+  EW_TRY(secs, sections(bytes));
+  for (const auto& s : *secs) {
+    if (s.id != kCode) continue;
+    Reader r(bytes, s.start, s.end);
+    EW_TRY(n, r.count("function body"));
+    for (uint32_t f = 0; f < *n; f++) {
+      EW_TRY(size, r.u32("function body size"));
+      size_t end = r.pos() + *size;
+      if (*size > s.end - r.pos())
+        return fail(fmt::format("offset {}: function body {} runs past its section", r.pos(), f));
+      Reader body(bytes, r.pos(), end);
+      EW_TRY(groups, body.count("local"));
+      for (uint32_t g = 0; g < *groups; g++) {
+        EW_CHECK(body.skipLeb("local count"));
+        EW_TRY(t, body.byte("local type"));
+        if (!(*t >= 0x7b && *t <= 0x7f) && *t != 0x70 && *t != 0x6f) return false;
+      }
+      while (!body.done()) {
+        EW_TRY(effect, instruction(body));
+        if (*effect != Effect::None) return false;
+      }
+      EW_CHECK(r.skip(*size, "function body"));
+    }
+  }
+  return true;
 }
 
 }  // namespace edgeward::wasm

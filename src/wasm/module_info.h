@@ -76,4 +76,9 @@ inline constexpr std::string_view kGlobalExportPrefix = "__ew_global_";
 // whole state (memory + globals) instead of instantiating again.
 Result<std::vector<uint8_t>> exportMutableGlobals(std::span<const uint8_t> bytes);
 
+// Whether an instance's whole state is its memory and mutable globals, so that putting those
+// back resets it: no instruction changes a table or drops a segment, and every instruction is
+// one this reader knows (otherwise false: the caller instantiates again instead).
+Result<bool> resettableInPlace(std::span<const uint8_t> bytes);
+
 }  // namespace edgeward::wasm

@@ -15,7 +15,9 @@ namespace edgeward::testing {
 struct FuzzRun {
   double seconds;
   uint64_t seed;
-  std::string trace() const { return fmt::format("seed {} (EW_FUZZ_SEED={} repeats it)", seed, seed); }
+  std::string trace() const {
+    return fmt::format("seed {} (EW_FUZZ_SEED={} repeats it)", seed, seed);
+  }
 };
 
 inline FuzzRun fuzzRun(double defaultSeconds) {

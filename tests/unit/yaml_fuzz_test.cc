@@ -26,13 +26,28 @@ namespace {
 
 // Pieces of YAML syntax worth dropping into a document: anchors and aliases, merge keys,
 // tags, flow collections, block scalars, odd scalars and the characters that end a token.
-const std::vector<std::string> kTokens = {
-    "&a ",  "*a",   "<<: *a", "!!binary ", "!!str ",     "!custom ",   "{",        "}",
-    "[",    "]",    ": ",     "- ",        "? ",         "|\n",        ">-\n",     "\t",
-    "\n",   "\"",   "'",      "#",         "---\n",      "...\n",      "%YAML 1.1\n",
-    "~",    "null", "true",   "0x1F",      "-1",         "1e309",      "99999999999999999999",
-    "0.0.0.0/0",    "::/0",   "65535",     "65536",      "1-65535",    "\\u0000",  "\xc3\x28",
-    "\xef\xbb\xbf", ",",      "@",         "`",          "{{{{{{{{",   "]]]]]]]]"};
+const std::vector<std::string> kTokens = {"&a ",         "*a",
+                                          "<<: *a",      "!!binary ",
+                                          "!!str ",      "!custom ",
+                                          "{",           "}",
+                                          "[",           "]",
+                                          ": ",          "- ",
+                                          "? ",          "|\n",
+                                          ">-\n",        "\t",
+                                          "\n",          "\"",
+                                          "'",           "#",
+                                          "---\n",       "...\n",
+                                          "%YAML 1.1\n", "~",
+                                          "null",        "true",
+                                          "0x1F",        "-1",
+                                          "1e309",       "99999999999999999999",
+                                          "0.0.0.0/0",   "::/0",
+                                          "65535",       "65536",
+                                          "1-65535",     "\\u0000",
+                                          "\xc3\x28",    "\xef\xbb\xbf",
+                                          ",",           "@",
+                                          "`",           "{{{{{{{{",
+                                          "]]]]]]]]"};
 
 std::string mutate(std::string s, std::mt19937_64& rng) {
   auto pick = [&](size_t n) {

@@ -165,5 +165,41 @@ TEST(ModuleInfoTest, MalformedHeadersGetClearErrors) {
             "offset 15: export \"a\\n\\x00\" has unknown kind 9");
 }
 
+TEST(ModuleInfoTest, ResettableInPlaceUnlessTheCodeChangesTablesOrSegments) {
+  for (const char* guest : {"wasi_probe", "math", "test_plugin"}) {
+    auto r = resettableInPlace(testing::readGuest(guest));
+    ASSERT_TRUE(r) << guest << ": " << r.error().message();
+    EXPECT_TRUE(*r) << guest;
+  }
+  for (const char* example : {"wordcount", "json_transform", "enricher", "event_filter"}) {
+    auto r = resettableInPlace(testing::readExample(example));
+    ASSERT_TRUE(r) << example << ": " << r.error().message();
+    EXPECT_TRUE(*r) << example << ": clang's output keeps its state in memory and globals";
+  }
+  auto t = resettableInPlace(testing::readGuest("table_state"));
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_FALSE(*t) << "table.set";
+
+  // One function () -> () whose body is `code` (without locals), after a type and function section.
+  auto withBody = [](std::vector<uint8_t> code) {
+    std::vector<uint8_t> b = {0, 'a', 's', 'm', 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0};
+    const uint8_t body = static_cast<uint8_t>(code.size() + 1);  // + the local group count
+    b.insert(b.end(), {10, static_cast<uint8_t>(body + 2), 1, body, 0});
+    b.insert(b.end(), code.begin(), code.end());
+    return b;
+  };
+  auto check = [&](std::vector<uint8_t> code) {
+    auto r = resettableInPlace(withBody(std::move(code)));
+    return r ? (*r ? "resettable" : "instantiate again") : r.error().message();
+  };
+  EXPECT_EQ(check({0x41, 0x7f, 0x1a, 0x0b}), "resettable");              // i32.const -1; drop; end
+  EXPECT_EQ(check({0x02, 0x40, 0x0c, 0x00, 0x0b, 0x0b}), "resettable");  // block; br 0; end
+  EXPECT_EQ(check({0x44, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x1a, 0x0b}), "resettable");  // f64.const 1
+  EXPECT_EQ(check({0xfc, 0x09, 0x00, 0x0b}), "instantiate again");                   // data.drop 0
+  EXPECT_EQ(check({0xfc, 0x0d, 0x00, 0x0b}), "instantiate again");                   // elem.drop 0
+  EXPECT_EQ(check({0x06, 0x40, 0x0b, 0x0b}), "instantiate again");  // try: not known
+  EXPECT_EQ(check({0x41, 0x80, 0x80, 0x80}), "offset 27: unexpected end of instruction immediate");
+}
+
 }  // namespace
 }  // namespace edgeward::wasm

@@ -216,6 +216,20 @@ TEST_P(WasiTest, EveryCallStartsFromAFreshInstance) {
   }
 }
 
+// A module that changes its table is instantiated again for every call: putting memory and
+// globals back would keep the table as the last caller left it.
+TEST_P(WasiTest, ATableChangedByACallIsNotCarriedToTheNext) {
+  FunctionRunner fr(caps_, engine());
+  Manifest m = functionManifest("table", {});
+  m.limits.instances = 1;
+  ASSERT_TRUE(fr.deploy(m, readGuest("table_state")));
+  for (int i = 0; i < 4; i++) {
+    auto r = fr.invoke("table", "");
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->exitCode, 3) << "call " << i;
+  }
+}
+
 EW_INSTANTIATE_ENGINES(WasiTest);
 
 }  // namespace
