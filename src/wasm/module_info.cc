@@ -193,8 +193,8 @@ Result<Effect> instruction(Reader& r) {
       EW_TRY(bt, r.byte(imm));
       if (*bt == 0x40 || (*bt >= 0x7b && *bt <= 0x7f) || *bt == 0x70 || *bt == 0x6f)
         return Effect::None;
+      if (*bt & 0x80) return lebs(1);          // a type index of more than one byte
       if (*bt & 0x40) return Effect::Unknown;  // another negative type code
-      if (*bt & 0x80) return lebs(1);
       return Effect::None;
     }
     case 0x0c:  // br, br_if

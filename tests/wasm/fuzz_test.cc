@@ -79,6 +79,7 @@ TEST_P(MalformedModuleTest, RandomMutationsNeverCrashTheLoader) {
     auto bytes = mutate(seeds[tries % seeds.size()], rng);
     tries++;
     parsedOk += parseModule(bytes).has_value();
+    (void)resettableInPlace(bytes);  // the code reader sees every mutation too
     auto r = pm.load(pluginManifest("fuzz"), bytes);
     if (r) {
       loaded++;

@@ -195,8 +195,9 @@ TEST(ModuleInfoTest, ResettableInPlaceUnlessTheCodeChangesTablesOrSegments) {
   EXPECT_EQ(check({0x41, 0x7f, 0x1a, 0x0b}), "resettable");              // i32.const -1; drop; end
   EXPECT_EQ(check({0x02, 0x40, 0x0c, 0x00, 0x0b, 0x0b}), "resettable");  // block; br 0; end
   EXPECT_EQ(check({0x44, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x1a, 0x0b}), "resettable");  // f64.const 1
-  EXPECT_EQ(check({0xfc, 0x09, 0x00, 0x0b}), "instantiate again");                   // data.drop 0
-  EXPECT_EQ(check({0xfc, 0x0d, 0x00, 0x0b}), "instantiate again");                   // elem.drop 0
+  EXPECT_EQ(check({0x02, 0xc0, 0x00, 0x0b, 0x0b}), "resettable");   // block (type 64): s33 index
+  EXPECT_EQ(check({0xfc, 0x09, 0x00, 0x0b}), "instantiate again");  // data.drop 0
+  EXPECT_EQ(check({0xfc, 0x0d, 0x00, 0x0b}), "instantiate again");  // elem.drop 0
   EXPECT_EQ(check({0x06, 0x40, 0x0b, 0x0b}), "instantiate again");  // try: not known
   EXPECT_EQ(check({0x41, 0x80, 0x80, 0x80}), "offset 27: unexpected end of instruction immediate");
 }
