@@ -97,7 +97,10 @@ Result<api::Status> Agent::status(std::optional<FlowmonStats>* flowmonRaw) {
   s.startedAtMs = startedAtMs_;
   EW_TRY(cfg, fw_->readConfig());
   s.synLimit = cfg->flags & EW_F_SYN_LIMIT;
-  if (auto pi = fw_->programInfo(bpf::Hook::XdpIngress)) s.programTag = pi->tag;
+  if (auto pi = fw_->programInfo(bpf::Hook::XdpIngress)) {
+    s.programTag = pi->tag;
+    s.programLoadedAtMs = pi->loadedAtMs;
+  }
 
   EW_TRY(ev, fw_->readEventStats());
   s.events.firewallSent = (*ev)[EW_EVS_DROP_SENT] + (*ev)[EW_EVS_CONN_SENT];

@@ -94,8 +94,8 @@ struct EventCounters {
 struct Status {
   VersionInfo policy;
   std::vector<InterfaceStatus> interfaces;
-  std::string programTag;  // kernel tag of the active firewall program
-  std::string programLoadedAt;
+  std::string programTag;         // kernel tag of the active firewall program
+  int64_t programLoadedAtMs = 0;  // when the kernel loaded it (wall clock, ms since the epoch)
   uint64_t packetsPassed = 0, packetsDropped = 0;
   uint64_t conntrackEntries = 0;
   std::string upstream;  // "" (none), "connected <addr>", "disconnected <addr>: <why>"

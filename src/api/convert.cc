@@ -106,7 +106,7 @@ void toProto(const Status& in, v1::Status* out) {
     pi->set_attached(i.attached);
   }
   out->set_program_tag(in.programTag);
-  out->set_program_loaded_at(in.programLoadedAt);
+  out->set_program_loaded_at_ms(in.programLoadedAtMs);
   out->set_packets_passed(in.packetsPassed);
   out->set_packets_dropped(in.packetsDropped);
   out->set_conntrack_entries(in.conntrackEntries);
@@ -148,7 +148,7 @@ Status fromProto(const v1::Status& in) {
   for (const auto& i : in.interfaces())
     s.interfaces.push_back({i.name(), i.netns(), i.mode(), i.attached()});
   s.programTag = in.program_tag();
-  s.programLoadedAt = in.program_loaded_at();
+  s.programLoadedAtMs = in.program_loaded_at_ms();
   s.packetsPassed = in.packets_passed();
   s.packetsDropped = in.packets_dropped();
   s.conntrackEntries = in.conntrack_entries();

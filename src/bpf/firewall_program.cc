@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <ctime>
 #include <atomic>
 #include <cstdarg>
 #include <cstring>
@@ -882,7 +883,14 @@ Result<ProgramInfo> FirewallProgram::programInfoOf(int progFd) {
   bpf_prog_info info{};
   uint32_t len = sizeof info;
   if (bpf_obj_get_info_by_fd(progFd, &info, &len)) return failErrno("inspecting a BPF program");
-  return ProgramInfo{info.id, info.name, hexTag(info.tag)};
+  // load_time is boot-time nanoseconds; the wall clock at load is now minus the time since.
+  timespec boot{}, wall{};
+  clock_gettime(CLOCK_BOOTTIME, &boot);
+  clock_gettime(CLOCK_REALTIME, &wall);
+  const int64_t sinceLoadNs =
+      int64_t{boot.tv_sec} * 1'000'000'000 + boot.tv_nsec - static_cast<int64_t>(info.load_time);
+  const int64_t wallNs = int64_t{wall.tv_sec} * 1'000'000'000 + wall.tv_nsec;
+  return ProgramInfo{info.id, info.name, hexTag(info.tag), (wallNs - sinceLoadNs) / 1'000'000};
 }
 
 Result<ProgramInfo> FirewallProgram::programInfo(Hook h) const { return programInfoOf(progFd(h)); }

@@ -92,8 +92,9 @@ struct TestRunResult {
 // A loaded program as the kernel reports it.
 struct ProgramInfo {
   uint32_t id = 0;
-  std::string name;  // "ew_xdp_ingress" ...
-  std::string tag;   // 16 hex digits: hash of the instructions (not of .rodata)
+  std::string name;        // "ew_xdp_ingress" ...
+  std::string tag;         // 16 hex digits: hash of the instructions (not of .rodata)
+  int64_t loadedAtMs = 0;  // when the kernel loaded it: wall clock, ms since the epoch
 };
 
 // A BPF link as the kernel reports it.

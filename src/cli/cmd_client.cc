@@ -230,7 +230,9 @@ void status() {
           {{"name", i.name}, {"netns", i.netns}, {"mode", i.mode}, {"attached", i.attached}});
     json j{{"policy", toJson(s.policy)},
            {"interfaces", ifs},
-           {"program", {{"tag", s.programTag}, {"loadedAt", s.programLoadedAt}}},
+           {"program",
+            {{"tag", s.programTag},
+             {"loadedAt", s.programLoadedAtMs > 0 ? json(isoUtc(s.programLoadedAtMs)) : json()}}},
            {"packets", {{"passed", s.packetsPassed}, {"dropped", s.packetsDropped}}},
            {"conntrackEntries", s.conntrackEntries},
            {"upstream", s.upstream},
@@ -246,7 +248,7 @@ void status() {
     fmt::print("policy      version {} \"{}\" {}, applied {} by {} ({})\n", p.version, p.name,
                shortHash(p.hash), utc(p.appliedAtMs), p.author, p.origin);
   fmt::print("program     tag {}, loaded {}\n", s.programTag.empty() ? "-" : s.programTag,
-             s.programLoadedAt.empty() ? "-" : s.programLoadedAt);
+             utc(s.programLoadedAtMs));
   if (s.interfaces.empty()) fmt::print("interfaces  none\n");
   for (size_t i = 0; i < s.interfaces.size(); i++) {
     const auto& f = s.interfaces[i];

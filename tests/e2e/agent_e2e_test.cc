@@ -373,6 +373,13 @@ TEST_F(AgentLab, ProgramUpgradeUnderAStreamLosesNothingAndABadBuildChangesNothin
   auto c = client();
   ASSERT_TRUE(c);
   const std::string tagBefore = c->status()->programTag;
+  // The kernel's load time, on the wall clock: within the last minute.
+  const int64_t loadedBefore = c->status()->programLoadedAtMs;
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  EXPECT_GT(loadedBefore, now - 60'000);
+  EXPECT_LE(loadedBefore, now + 1000);
 
   // A junk "build": refused before anything moves.
   writeFile(dir_ / "junk.bpf.o", "not an ELF object\n");
@@ -388,6 +395,7 @@ TEST_F(AgentLab, ProgramUpgradeUnderAStreamLosesNothingAndABadBuildChangesNothin
   auto ok = c->upgradeProgram(EW_FIREWALL_OBJECT);
   ASSERT_TRUE(ok) << ok.error().str();
   EXPECT_NE(ok->find("self-test packets matched"), std::string::npos) << *ok;
+  EXPECT_GT(c->status()->programLoadedAtMs, loadedBefore) << "the new program's load time";
   std::this_thread::sleep_for(200ms);
   stream.finish();
   std::this_thread::sleep_for(200ms);

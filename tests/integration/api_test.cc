@@ -131,6 +131,7 @@ class FakeControl : public AgentControl {
     s.policy = currentInfo();
     s.interfaces = {{"eth0", "", "xdp-native", true}};
     s.programTag = "a1b2c3d4e5f60718";
+    s.programLoadedAtMs = 1764633600123;
     s.packetsPassed = 10;
     s.packetsDropped = 3;
     s.synLimit = synLimit_;
@@ -394,6 +395,7 @@ TEST_F(ApiTest, ViewerMayReadButNotApply) {
   auto status = c.status();
   ASSERT_TRUE(status) << status.error().str();
   EXPECT_EQ(status->programTag, "a1b2c3d4e5f60718");
+  EXPECT_EQ(status->programLoadedAtMs, 1764633600123);
   ASSERT_EQ(status->interfaces.size(), 1u);
   EXPECT_EQ(status->interfaces[0].mode, "xdp-native");
   EXPECT_TRUE(c.listVersions());
