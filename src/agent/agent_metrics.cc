@@ -257,8 +257,14 @@ Result<std::string> Agent::metricsText() {
   // WebAssembly plugins and functions.
   auto& pe = family(out, "edgeward_plugin_events_total", "Events each plugin decided, by verdict.",
                     MetricType::Counter);
+  auto& pcalls = family(out, "edgeward_plugin_calls_total", "Calls into each plugin's ew_on_event.",
+                        MetricType::Counter);
+  auto& ptime = family(out, "edgeward_plugin_call_seconds_total",
+                       "Time spent in each plugin's ew_on_event calls.", MetricType::Counter);
   auto& pf = family(out, "edgeward_plugin_failures_total",
-                    "Failed plugin calls (timeouts, memory, traps).", MetricType::Counter);
+                    "Failed plugin calls by kind: over the CPU limit (timeout), out of memory, "
+                    "stack overflow, or another trap or refused host call.",
+                    MetricType::Counter);
   auto& pskip = family(out, "edgeward_plugin_skipped_total",
                        "Events not given to a plugin (over its call rate, or every instance busy).",
                        MetricType::Counter);
@@ -268,7 +274,12 @@ Result<std::string> Agent::metricsText() {
     add(pe, double(p.passed), {{"plugin", p.name}, {"verdict", "pass"}});
     add(pe, double(p.dropped), {{"plugin", p.name}, {"verdict", "drop"}});
     add(pe, double(p.replaced), {{"plugin", p.name}, {"verdict", "replace"}});
-    add(pf, double(p.failures), {{"plugin", p.name}});
+    add(pcalls, double(p.calls), {{"plugin", p.name}});
+    add(ptime, double(p.callNsTotal) / 1e9, {{"plugin", p.name}});
+    add(pf, double(p.timeouts), {{"plugin", p.name}, {"kind", "timeout"}});
+    add(pf, double(p.memoryErrors), {{"plugin", p.name}, {"kind", "memory"}});
+    add(pf, double(p.stackOverflows), {{"plugin", p.name}, {"kind", "stack_overflow"}});
+    add(pf, double(p.traps), {{"plugin", p.name}, {"kind", "trap"}});
     add(pskip, double(p.rateLimited), {{"plugin", p.name}, {"cause", "rate_limited"}});
     add(pskip, double(p.busy), {{"plugin", p.name}, {"cause", "busy"}});
     add(pen, p.enabled ? 1 : 0, {{"plugin", p.name}});
@@ -277,9 +288,13 @@ Result<std::string> Agent::metricsText() {
                     MetricType::Counter);
   auto& ff = family(out, "edgeward_function_failures_total",
                     "Function invocations that failed (limits, traps).", MetricType::Counter);
+  auto& fr =
+      family(out, "edgeward_function_rate_limited_total",
+             "Function calls refused: over the function's calls per second.", MetricType::Counter);
   for (const auto& f : functions()) {
     add(fi, double(f.invocations), {{"function", f.name}});
     add(ff, double(f.failures), {{"function", f.name}});
+    add(fr, double(f.rateLimited), {{"function", f.name}});
   }
   auto& msg = family(out, "edgeward_plugin_messages_total",
                      "Messages plugins sent (ew_publish, ew_emit on a topic), by outcome: "

@@ -1144,6 +1144,16 @@ metrics:
   auto metrics = httplib::Client("127.0.0.1", port).Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("edgeward_plugin_enabled{plugin=\"chaos\"} 0"), std::string::npos);
+  // The failures by kind add up to the stats' count.
+  double byKind = 0;
+  for (const char* kind : {"timeout", "memory", "stack_overflow", "trap"}) {
+    const std::string key =
+        fmt::format("edgeward_plugin_failures_total{{plugin=\"chaos\",kind=\"{}\"}} ", kind);
+    auto at = metrics->body.find(key);
+    ASSERT_NE(at, std::string::npos) << key;
+    byKind += std::stod(metrics->body.substr(at + key.size()));
+  }
+  EXPECT_EQ(byKind, 2) << stats.dump();
   EXPECT_NE(metrics->body.find("edgeward_plugin_enabled{plugin=\"enricher\"} 1"), std::string::npos)
       << "the plugin before it carries on";
 }
