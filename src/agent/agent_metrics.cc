@@ -3,7 +3,10 @@
 #include <bpf/bpf.h>
 #include <unistd.h>
 
+#include <array>
 #include <fstream>
+#include <limits>
+#include <span>
 
 #include <prometheus/text_serializer.h>
 
@@ -34,6 +37,24 @@ void add(MetricFamily& f, double v, std::vector<ClientMetric::Label> labels = {}
   else
     m.gauge.value = v;
   f.metric.push_back(std::move(m));
+}
+
+// A histogram sample from counts per bucket (not cumulative): counts[i] for up to bounds[i]
+// seconds, the one count after the bounds for everything longer.
+ClientMetric histogram(std::vector<ClientMetric::Label> labels, std::span<const uint64_t> counts,
+                       std::span<const double> bounds, double sumSeconds) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  uint64_t cum = 0;
+  for (size_t b = 0; b < bounds.size(); b++) {
+    cum += counts[b];
+    m.histogram.bucket.push_back({cum, bounds[b]});
+  }
+  cum += counts[bounds.size()];
+  m.histogram.bucket.push_back({cum, std::numeric_limits<double>::infinity()});
+  m.histogram.sample_count = cum;
+  m.histogram.sample_sum = sumSeconds;
+  return m;
 }
 
 double residentBytes() {
@@ -232,19 +253,12 @@ Result<std::string> Agent::metricsText() {
     auto& h = family(out, "edgeward_tcp_connection_duration_seconds",
                      "TCP connection durations (ESTABLISHED to CLOSE) by service port.",
                      MetricType::Histogram);
-    for (const auto& [port, d] : *hist) {
-      ClientMetric m;
-      m.label = {{"port", std::to_string(port)}};
-      m.histogram.sample_count = d.count;
-      m.histogram.sample_sum = double(d.sumNs) / 1e9;
-      uint64_t cum = 0;
-      for (uint32_t b = 0; b + 1 < FM_HIST_BUCKETS; b++) {
-        cum += d.buckets[b];
-        m.histogram.bucket.push_back({cum, double(bpf::FlowmonProgram::bucketBoundNs(b)) / 1e9});
-      }
-      m.histogram.bucket.push_back({d.count, std::numeric_limits<double>::infinity()});
-      h.metric.push_back(std::move(m));
-    }
+    std::array<double, FM_HIST_BUCKETS - 1> bounds;
+    for (uint32_t b = 0; b < bounds.size(); b++)
+      bounds[b] = double(bpf::FlowmonProgram::bucketBoundNs(b)) / 1e9;
+    for (const auto& [port, d] : *hist)
+      h.metric.push_back(
+          histogram({{"port", std::to_string(port)}}, d.buckets, bounds, double(d.sumNs) / 1e9));
   }
   add(family(out, "edgeward_flowmon_up", "1 when TCP lifecycle monitoring runs.",
              MetricType::Gauge),
@@ -288,6 +302,9 @@ Result<std::string> Agent::metricsText() {
                     MetricType::Counter);
   auto& ff = family(out, "edgeward_function_failures_total",
                     "Function invocations that failed (limits, traps).", MetricType::Counter);
+  auto& fd = family(out, "edgeward_function_duration_seconds",
+                    "Function invocations by duration, waiting for an instance included.",
+                    MetricType::Histogram);
   auto& fr =
       family(out, "edgeward_function_rate_limited_total",
              "Function calls refused: over the function's calls per second.", MetricType::Counter);
@@ -295,6 +312,8 @@ Result<std::string> Agent::metricsText() {
     add(fi, double(f.invocations), {{"function", f.name}});
     add(ff, double(f.failures), {{"function", f.name}});
     add(fr, double(f.rateLimited), {{"function", f.name}});
+    fd.metric.push_back(histogram({{"function", f.name}}, f.callBuckets, wasm::kCallBuckets,
+                                  double(f.callNsTotal) / 1e9));
   }
   auto& msg = family(out, "edgeward_plugin_messages_total",
                      "Messages plugins sent (ew_publish, ew_emit on a topic), by outcome: "

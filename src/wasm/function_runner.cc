@@ -24,7 +24,18 @@ struct FunctionRunner::Function {
   std::atomic<uint64_t> invocations{0};
   std::atomic<uint64_t> failures{0};
   std::atomic<uint64_t> rateLimited{0};
+  std::array<std::atomic<uint64_t>, kCallBucketCount> callBuckets{};
+  std::atomic<uint64_t> callNsTotal{0};
   RateLimiter rate;
+
+  void recordCall(std::chrono::steady_clock::duration d) {
+    const uint64_t ns =
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+    callNsTotal.fetch_add(ns, std::memory_order_relaxed);
+    size_t b = 0;
+    while (b < std::size(kCallBuckets) && double(ns) > kCallBuckets[b] * 1e9) b++;
+    callBuckets[b].fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 FunctionRunner::FunctionRunner(OperatorCaps caps, VmFactory engine)
@@ -109,6 +120,8 @@ std::vector<FunctionInfo> FunctionRunner::list() const {
     i.failures = f->failures;
     i.rateLimited = f->rateLimited;
     i.instancesLive = f->pool->stats().live;
+    for (size_t b = 0; b < kCallBucketCount; b++) i.callBuckets[b] = f->callBuckets[b];
+    i.callNsTotal = f->callNsTotal;
     out.push_back(std::move(i));
   }
   return out;
@@ -130,11 +143,17 @@ Result<InvokeResult> FunctionRunner::invoke(const std::string& name, std::string
                 fmt::format("function {}: over its limit of {} calls per second", name,
                             f->eff.limits.callsPerSecond));
   }
+  const auto t0 = std::chrono::steady_clock::now();
   auto lease = f->pool->acquire(kBusyWait);
   if (!lease)
     return fail(ErrorCode::Unavailable,
                 fmt::format("function {}: {}", name, lease.error().message()));
   f->invocations++;
+  struct Timed {  // records the call's duration however it ends
+    Function& f;
+    std::chrono::steady_clock::time_point t0;
+    ~Timed() { f.recordCall(std::chrono::steady_clock::now() - t0); }
+  } timed{*f, t0};
   Instance& inst = **lease;
   inst.wasi->beginCall(std::move(input), std::move(extraEnv));
   auto r = inst.vm->call(inst.entry, {});

@@ -5,10 +5,12 @@
 //   auto r = fr.invoke("hello", stdinBytes, {"EW_CALLER=spiffe://..."});
 //   // r->out (stdout), r->err (stderr), r->exitCode; or an error naming the limit that ended it
 //
-// Thread-safe. Each call gets a fresh instance: instances are re-instantiated in their VM after
-// every call (the pool keeps them warm), so no state leaks from one caller to the next.
+// Thread-safe. Each call gets a fresh instance: the state saved after instantiation is put back
+// after every call (or, when that cannot reset it, the instance is instantiated again off the
+// caller's path), so no state leaks from one caller to the next.
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +30,11 @@ struct InvokeResult {
   int exitCode = 0;
 };
 
+// Upper bounds, in seconds, of the call duration histogram's buckets (then one for longer calls).
+inline constexpr double kCallBuckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                          0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
+inline constexpr size_t kCallBucketCount = std::size(kCallBuckets) + 1;
+
 struct FunctionInfo {
   std::string name;
   std::string version;
@@ -36,6 +43,10 @@ struct FunctionInfo {
   uint64_t failures = 0;
   uint64_t rateLimited = 0;
   uint32_t instancesLive = 0;
+  // Every invocation's duration, waiting for an instance included: the calls in each bucket
+  // (not cumulative; the last is over the last bound) and their sum.
+  std::array<uint64_t, kCallBucketCount> callBuckets{};
+  uint64_t callNsTotal = 0;
 };
 
 class FunctionRunner {

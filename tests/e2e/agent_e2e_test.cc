@@ -1075,8 +1075,20 @@ metrics:
                   "edgeward_plugin_events_total{plugin=\"event-filter\",verdict=\"drop\"} 40"),
               std::string::npos)
         << plug;
-    EXPECT_NE(metrics->body.find("edgeward_function_invocations_total{function=\"wordcount\"}"),
-              std::string::npos);
+    // Every invocation is in the duration histogram, in a bucket below the +Inf one.
+    auto sample = [&](const std::string& key) -> double {
+      auto at = metrics->body.find(key + " ");
+      return at == std::string::npos ? -1 : std::stod(metrics->body.substr(at + key.size() + 1));
+    };
+    const double calls = sample("edgeward_function_invocations_total{function=\"wordcount\"}");
+    EXPECT_GE(calls, 1);
+    EXPECT_EQ(sample("edgeward_function_duration_seconds_count{function=\"wordcount\"}"), calls);
+    EXPECT_EQ(sample("edgeward_function_duration_seconds_bucket{function=\"wordcount\",le=\"1\"}"),
+              calls);
+    const fs::path scrape = dir_ / "metrics.txt";
+    std::ofstream(scrape) << metrics->body;
+    EXPECT_EQ(std::system(fmt::format("promtool check metrics < {}", scrape.string()).c_str()), 0)
+        << "with plugins and functions";
     EXPECT_NE(metrics->body.find("edgeward_plugin_messages_total{result=\"delivered\"} 1"),
               std::string::npos)
         << plug;
