@@ -253,6 +253,8 @@ api::ModuleInfo infoOf(const wasm::FunctionInfo& f) {
   m.failures = f.failures;
   m.rateLimited = f.rateLimited;
   m.instancesLive = f.instancesLive;
+  m.callNsTotal = f.callNsTotal;
+  m.reset = f.resetsInPlace ? "memcpy" : "instantiate";
   return m;
 }
 

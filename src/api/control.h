@@ -163,6 +163,7 @@ struct ModuleInfo {
            published = 0, completions = 0;
   uint32_t instancesLive = 0;
   std::string lastError;
+  std::string reset;  // functions: "memcpy" (saved state put back) or "instantiate" (each call)
 };
 
 struct LoadedModule {

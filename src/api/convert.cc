@@ -216,6 +216,7 @@ void toProto(const ModuleInfo& m, v1::ModuleInfo* out) {
   out->set_published(m.published);
   out->set_completions(m.completions);
   out->set_call_ns_total(m.callNsTotal);
+  out->set_reset(m.reset);
   out->set_instances_live(m.instancesLive);
   out->set_last_error(m.lastError);
 }
@@ -242,6 +243,7 @@ ModuleInfo fromProto(const v1::ModuleInfo& in) {
   m.published = in.published();
   m.completions = in.completions();
   m.callNsTotal = in.call_ns_total();
+  m.reset = in.reset();
   m.instancesLive = in.instances_live();
   m.lastError = in.last_error();
   return m;

@@ -43,7 +43,7 @@ json toJson(const api::ModuleInfo& m) {
               {"callNsTotal", m.callNsTotal},
               {"lastError", m.lastError}});
   } else {
-    j["rateLimited"] = m.rateLimited;
+    j.update({{"rateLimited", m.rateLimited}, {"callNsTotal", m.callNsTotal}, {"reset", m.reset}});
   }
   return j;
 }
@@ -76,9 +76,12 @@ void list(const std::string& kind) {
                  m.enabled ? "enabled" : "disabled", m.calls, m.dropped, m.failures,
                  m.calls ? double(m.callNsTotal) / double(m.calls) / 1e3 : 0.0);
   } else {
-    fmt::print("{:<24} {:<8} {:>12} {:>10}\n", "NAME", "VERSION", "INVOCATIONS", "FAILURES");
+    fmt::print("{:<24} {:<8} {:>12} {:>10} {:>9}  {}\n", "NAME", "VERSION", "INVOCATIONS",
+               "FAILURES", "US/CALL", "RESET");
     for (const auto& m : all)
-      fmt::print("{:<24} {:<8} {:>12} {:>10}\n", m.name, m.version, m.calls, m.failures);
+      fmt::print("{:<24} {:<8} {:>12} {:>10} {:>9.2f}  {}\n", m.name, m.version, m.calls,
+                 m.failures, m.calls ? double(m.callNsTotal) / double(m.calls) / 1e3 : 0.0,
+                 m.reset);
   }
 }
 

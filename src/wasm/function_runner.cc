@@ -26,6 +26,7 @@ struct FunctionRunner::Function {
   std::atomic<uint64_t> rateLimited{0};
   std::array<std::atomic<uint64_t>, kCallBucketCount> callBuckets{};
   std::atomic<uint64_t> callNsTotal{0};
+  bool resetsInPlace = true;
   RateLimiter rate;
 
   void recordCall(std::chrono::steady_clock::duration d) {
@@ -69,6 +70,7 @@ Result<void> FunctionRunner::deploy(const Manifest& m, std::span<const uint8_t> 
   auto resettable = resettableInPlace(wasm);
   if (!resettable) return err(resettable.error());
   const bool snapshots = *resettable;
+  f->resetsInPlace = snapshots;
 
   wasi::WasiConfig wc = wasiConfigFor(m, f->eff);
   VmFactory factory = engine_;
@@ -122,6 +124,7 @@ std::vector<FunctionInfo> FunctionRunner::list() const {
     i.instancesLive = f->pool->stats().live;
     for (size_t b = 0; b < kCallBucketCount; b++) i.callBuckets[b] = f->callBuckets[b];
     i.callNsTotal = f->callNsTotal;
+    i.resetsInPlace = f->resetsInPlace;
     out.push_back(std::move(i));
   }
   return out;

@@ -43,6 +43,9 @@ struct FunctionInfo {
   uint64_t failures = 0;
   uint64_t rateLimited = 0;
   uint32_t instancesLive = 0;
+  // Between calls the saved state is put back (a memcpy); false: the code keeps state that
+  // cannot be put back (resettableInPlace), and each call gets a new instantiation.
+  bool resetsInPlace = true;
   // Every invocation's duration, waiting for an instance included: the calls in each bucket
   // (not cumulative; the last is over the last bound) and their sum.
   std::array<uint64_t, kCallBucketCount> callBuckets{};

@@ -1234,6 +1234,13 @@ TEST_F(AgentLab, PluginsAndFunctionsAreManagedThroughTheApi) {
   EXPECT_NE(r.out.find("\"caller\":\"local\""), std::string::npos) << r.out;
   r = ew("fn list");
   EXPECT_NE(r.out.find("wordcount"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("memcpy"), std::string::npos) << "its reset: " << r.out;
+  r = ew("fn list -o json");
+  auto fns = nlohmann::json::parse(r.out);
+  ASSERT_EQ(fns.size(), 1u) << r.out;
+  EXPECT_EQ(fns[0]["reset"], "memcpy");
+  EXPECT_EQ(fns[0]["calls"], 1);
+  EXPECT_GT(fns[0]["callNsTotal"].get<uint64_t>(), 0u);
   r = ew("fn invoke missing </dev/null");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("missing"), std::string::npos) << r.out;

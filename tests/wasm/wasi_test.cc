@@ -214,6 +214,7 @@ TEST_P(WasiTest, EveryCallStartsFromAFreshInstance) {
     ASSERT_TRUE(g) << g.error().message();
     EXPECT_EQ(g->out, "grew=1\n");
   }
+  for (const auto& f : fr.list()) EXPECT_TRUE(f.resetsInPlace) << f.name;
 }
 
 // A module that changes its table is instantiated again for every call: putting memory and
@@ -228,6 +229,14 @@ TEST_P(WasiTest, ATableChangedByACallIsNotCarriedToTheNext) {
     ASSERT_TRUE(r) << r.error().message();
     EXPECT_EQ(r->exitCode, 3) << "call " << i;
   }
+  auto listed = fr.list();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_FALSE(listed[0].resetsInPlace);
+  EXPECT_EQ(listed[0].invocations, 4u);
+  uint64_t timed = 0;
+  for (uint64_t n : listed[0].callBuckets) timed += n;
+  EXPECT_EQ(timed, 4u) << "every call is in the duration histogram";
+  EXPECT_GT(listed[0].callNsTotal, 0u);
 }
 
 EW_INSTANTIATE_ENGINES(WasiTest);
