@@ -54,8 +54,7 @@ Result<void> Agent::startEvents() {
   EW_TRY(src, pipeline::RingSource::start(*bus_, rings));
   source_ = std::move(*src);
   if (cfg_.events.file) {
-    pipeline::FileSinkOptions fo{cfg_.events.file->path, cfg_.events.file->maxBytes,
-                                 cfg_.events.file->keep};
+    pipeline::FileSinkOptions fo{.file = *cfg_.events.file};
     pipeline::EventNames n;
     n.rule = [this](uint32_t r) {
       auto t = names();
@@ -69,7 +68,7 @@ Result<void> Agent::startEvents() {
     };
     EW_TRY(sink, pipeline::JsonFileSink::start(*bus_, fo, std::move(n)));
     fileSink_ = std::move(*sink);
-    notes_.push_back("events: writing JSON lines to " + fo.path);
+    notes_.push_back("events: writing JSON lines to " + fo.file.path);
   }
   // Kernel BPF run-time statistics (bpf_prog_info.run_time_ns) for the metrics.
   bpfStatsFd_ = bpf_enable_stats(BPF_STATS_RUN_TIME);

@@ -33,9 +33,8 @@ Result<void> Agent::startPlugins() {
   for (const auto& [host, writable] : cfg_.plugins.grants) caps.grants.push_back({host, writable});
   wasm::PluginManager::Callbacks cb;
   if (cfg_.publish.file) {
-    const auto& f = *cfg_.publish.file;
     EW_TRY(pub, pipeline::FilePublisher::start(
-                    {.file = {f.path, f.maxBytes, f.keep}, .durable = cfg_.publish.durable}));
+                    {.file = *cfg_.publish.file, .durable = cfg_.publish.durable}));
     publisher_ = std::move(*pub);
     notes_.push_back(publisher_->describe());
   }

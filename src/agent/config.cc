@@ -364,8 +364,9 @@ class ConfigParser : Reader {
   }
 
   // A rotated output file: path (absolute), maxBytes, keep.
-  R<EventFileConfig> outputFile(const Fields& ff, const Node& node, const std::string& at) {
-    EventFileConfig fc;
+  R<pipeline::RotatingFileOptions> outputFile(const Fields& ff, const Node& node,
+                                              const std::string& at) {
+    pipeline::RotatingFileOptions fc;
     EW_TRY(p, required(ff, node, at, "path"));
     EW_TRY(path, nonEmpty(p->value, join(at, "path")));
     if ((*path)[0] != '/') return error(p->value, join(at, "path"), "must be an absolute path");

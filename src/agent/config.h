@@ -10,6 +10,7 @@
 
 #include "api/control.h"
 #include "common/result.h"
+#include "pipeline/rotating_file.h"
 
 namespace edgeward::agent {
 
@@ -48,12 +49,6 @@ struct Capacity {
   uint32_t conntrack = 1u << 18;
 };
 
-struct EventFileConfig {
-  std::string path;                 // JSON lines
-  uint64_t maxBytes = 64ull << 20;  // rotate past this size
-  uint32_t keep = 4;                // rotated files kept
-};
-
 // The event pipeline (docs/observability.md).
 struct EventsConfig {
   bool drops = true;              // firewall drop events
@@ -64,13 +59,13 @@ struct EventsConfig {
   uint32_t ringBytes = 1u << 22;  // firewall ring buffer (fixed for the life of the pins)
   bool flowmon = true;            // TCP lifecycle from tracepoints
   uint32_t recent = 1024;         // events kept for `edgeward events` without --follow
-  std::optional<EventFileConfig> file;
+  std::optional<pipeline::RotatingFileOptions> file;
 };
 
 // Where messages from plugins go (ew_publish, ew_emit on a topic): docs/plugins.md.
 struct PublishConfig {
-  std::optional<EventFileConfig> file;  // JSON lines, rotated
-  bool durable = true;                  // fsync before acknowledging
+  std::optional<pipeline::RotatingFileOptions> file;  // JSON lines, rotated
+  bool durable = true;                                // fsync before acknowledging
 };
 
 // A WebAssembly module the agent loads at start (docs/plugins.md).

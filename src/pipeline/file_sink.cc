@@ -8,9 +8,9 @@ Result<std::unique_ptr<JsonFileSink>> JsonFileSink::start(EventBus& bus,
                                                           const FileSinkOptions& opts,
                                                           EventNames names) {
   std::unique_ptr<JsonFileSink> s(new JsonFileSink(bus, opts, std::move(names)));
-  EW_TRY(file, RotatingFile::open({opts.path, opts.maxBytes, opts.keep}, "event file sink"));
+  EW_TRY(file, RotatingFile::open(opts.file, "event file sink"));
   s->file_.emplace(std::move(*file));
-  s->sub_ = bus.subscribe("file:" + opts.path, opts.queue);
+  s->sub_ = bus.subscribe("file:" + opts.file.path, opts.queue);
   s->thread_ = std::thread([p = s.get()] { p->run(); });
   return s;
 }

@@ -1,5 +1,4 @@
-// A subscriber that writes events as JSON lines to a file, rotating it by size:
-// <path> is current, <path>.1 the one before, ... up to <path>.<keep>.
+// A subscriber that writes events as JSON lines to a file, rotated by size (RotatingFile).
 #pragma once
 
 #include <atomic>
@@ -16,10 +15,8 @@
 namespace edgeward::pipeline {
 
 struct FileSinkOptions {
-  std::string path;
-  uint64_t maxBytes = 64ull << 20;  // rotate when the next line would pass this size
-  uint32_t keep = 4;                // rotated files kept besides the current one
-  size_t queue = 65536;             // subscriber queue (events)
+  RotatingFileOptions file;
+  size_t queue = 65536;  // subscriber queue (events)
 };
 
 class JsonFileSink {

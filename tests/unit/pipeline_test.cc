@@ -145,7 +145,7 @@ TEST(JsonFileSink, WritesEveryEventAndRotatesBySize) {
   fs::create_directories(dir);
   EventBus bus;
   {
-    auto sink = JsonFileSink::start(bus, {(dir / "ev.jsonl").string(), 4096, 2});
+    auto sink = JsonFileSink::start(bus, {.file = {(dir / "ev.jsonl").string(), 4096, 2}});
     ASSERT_TRUE(sink) << sink.error().str();
     std::vector<Event> batch;
     for (uint16_t p = 1; p <= 200; p++) batch.push_back(drop(p));
@@ -174,10 +174,10 @@ TEST(JsonFileSink, WritesEveryEventAndRotatesBySize) {
 
 TEST(JsonFileSink, BadOptionsAreOneClearError) {
   EventBus bus;
-  auto r = JsonFileSink::start(bus, {"/proc/ew-sink/ev.jsonl"});  // cannot be created
+  auto r = JsonFileSink::start(bus, {.file = {"/proc/ew-sink/ev.jsonl"}});  // cannot be created
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().str().find("/proc/ew-sink/ev.jsonl"), std::string::npos);
-  auto small = JsonFileSink::start(bus, {"/tmp/x.jsonl", 10});
+  auto small = JsonFileSink::start(bus, {.file = {"/tmp/x.jsonl", 10}});
   ASSERT_FALSE(small);
   EXPECT_NE(small.error().str().find("maxBytes"), std::string::npos);
 }
