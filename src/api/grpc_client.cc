@@ -1,10 +1,8 @@
 #include "api/grpc_client.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <grpcpp/grpcpp.h>
 
+#include "api/pem.h"
 #include "api/convert.h"
 #include "edgeward/v1/agent.grpc.pb.h"
 
@@ -12,14 +10,6 @@ namespace edgeward::api {
 namespace {
 
 constexpr int kMaxMessageBytes = 64 << 20;
-
-Result<std::string> readFile(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return failErrno(fmt::format("{} {}", what, path));
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 Error toError(const grpc::Status& s, const std::string& server) {
   std::string msg = s.error_message();
@@ -78,9 +68,9 @@ Result<AgentClient> AgentClient::connect(const ClientOptions& o) {
                   fmt::format("{}: the agent's TCP listener needs mutual TLS: give --ca, --cert "
                               "and --key",
                               o.server));
-    EW_TRY(ca, readFile(o.caFile, "CA file"));
-    EW_TRY(cert, readFile(o.certFile, "certificate file"));
-    EW_TRY(key, readFile(o.keyFile, "key file"));
+    EW_TRY(ca, readPem(o.caFile, "CA file"));
+    EW_TRY(cert, readPem(o.certFile, "certificate file"));
+    EW_TRY(key, readPem(o.keyFile, "key file"));
     grpc::SslCredentialsOptions so;
     so.pem_root_certs = *ca;
     so.pem_cert_chain = *cert;

@@ -10,14 +10,13 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <set>
-#include <sstream>
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
 
+#include "api/pem.h"
 #include "api/convert.h"
 #include "common/unique_fd.h"
 #include "edgeward/v1/agent.grpc.pb.h"
@@ -32,17 +31,6 @@ constexpr size_t kMaxWatchBacklog = 1024;   // events queued for one slow watche
 constexpr size_t kMaxWatchers = 64;
 constexpr auto kWatchPoll = 100ms;  // how soon a watcher notices that its client went away
 constexpr auto kShutdownGrace = 3s;
-
-Result<std::string> readFile(const std::string& path, const char* what) {
-  if (path.empty()) return fail(ErrorCode::InvalidArgument, fmt::format("api: {} not set", what));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return failErrno(fmt::format("api: {} {}", what, path));
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (s.str().find("-----BEGIN ") == std::string::npos)
-    return fail(ErrorCode::InvalidArgument, fmt::format("api: {} {}: not PEM", what, path));
-  return s.str();
-}
 
 // A unix socket path that exists: refuse to take it over from a live agent (gRPC would unlink
 // it), remove it when nobody answers.
@@ -443,9 +431,9 @@ struct ApiServer::Impl {
 
   Result<void> startTls(const std::string& address) {
     const auto& c = shared.config;
-    EW_TRY(ca, readFile(c.caFile, "CA file"));
-    EW_TRY(cert, readFile(c.certFile, "certificate file"));
-    EW_TRY(key, readFile(c.keyFile, "key file"));
+    EW_TRY(ca, readPem(c.caFile, "api: CA file"));
+    EW_TRY(cert, readPem(c.certFile, "api: certificate file"));
+    EW_TRY(key, readPem(c.keyFile, "api: key file"));
     grpc::SslServerCredentialsOptions o(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
     o.pem_root_certs = *ca;
     o.pem_key_cert_pairs.push_back({*key, *cert});

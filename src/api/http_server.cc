@@ -11,11 +11,10 @@
 
 #include <charconv>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include <fmt/format.h>
 
+#include "api/pem.h"
 #include "common/unique_fd.h"
 
 namespace edgeward::api {
@@ -82,12 +81,6 @@ MHD_Result send(MHD_Connection* c, const HttpResponse& r) {
   MHD_Result ok = MHD_queue_response(c, static_cast<unsigned>(r.status), res);
   MHD_destroy_response(res);
   return ok;
-}
-
-Result<std::string> readPem(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return failErrno(fmt::format("http: cannot read TLS file {}", path));
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // host:port -> a bound, listening socket (SO_REUSEADDR only: a port in use is an error).
@@ -226,15 +219,12 @@ HttpResponse HttpServer::route(HttpRequest& req) const {
 
 Result<void> HttpServer::start(const std::string& address) {
   if (tls_) {
-    EW_TRY(cert, readPem(tls_->cert));
-    EW_TRY(key, readPem(tls_->key));
+    EW_TRY(cert, readPem(tls_->cert, "http: certificate file"));
+    EW_TRY(key, readPem(tls_->key, "http: key file"));
     certPem_ = std::move(*cert);
     keyPem_ = std::move(*key);
     if (!tls_->clientCa.empty()) {
-      EW_TRY(ca, readPem(tls_->clientCa));
-      if (ca->empty())  // would turn client verification off: refuse
-        return fail(ErrorCode::InvalidArgument,
-                    fmt::format("http: the client CA file {} is empty", tls_->clientCa));
+      EW_TRY(ca, readPem(tls_->clientCa, "http: client CA file"));
       caPem_ = std::move(*ca);
     }
   }
