@@ -16,8 +16,8 @@ HttpResponse functionResponse(const Result<FunctionOutput>& r) {
 }
 
 void serveFunctions(HttpServer& http, FunctionInvoker invoke) {
-  http.post(R"(/v1/functions/([a-z0-9-]+))", [invoke = std::move(invoke)](const HttpRequest& req) {
-    return functionResponse(invoke(req.captures.at(0), req.body, req.identity));
+  http.post("/v1/functions/", [invoke = std::move(invoke)](const HttpRequest& req) {
+    return functionResponse(invoke(req.name, req.body, req.identity));
   });
 }
 

@@ -191,8 +191,8 @@ HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::get(const std::string& path, Handler h) { gets_[path] = std::move(h); }
 
-void HttpServer::post(const std::string& pattern, RequestHandler h) {
-  posts_.emplace_back(std::regex(pattern), std::move(h));
+void HttpServer::post(const std::string& prefix, RequestHandler h) {
+  posts_.emplace_back(prefix, std::move(h));
 }
 
 HttpResponse HttpServer::route(HttpRequest& req) const {
@@ -201,14 +201,15 @@ HttpResponse HttpServer::route(HttpRequest& req) const {
     if (req.method == "GET" || req.method == "HEAD") return it->second();
     pathKnown = true;
   }
-  std::smatch m;
-  for (const auto& [re, h] : posts_) {
-    if (!std::regex_match(req.path, m, re)) continue;
+  for (const auto& [prefix, h] : posts_) {
+    if (!req.path.starts_with(prefix) || req.path.size() == prefix.size() ||
+        req.path.find('/', prefix.size()) != std::string::npos)
+      continue;
     if (req.method != "POST") {
       pathKnown = true;
       continue;
     }
-    for (size_t i = 1; i < m.size(); i++) req.captures.push_back(m[i]);
+    req.name = req.path.substr(prefix.size());
     return h(req);
   }
   if (pathKnown)

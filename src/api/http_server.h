@@ -13,7 +13,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -31,8 +30,8 @@ struct HttpTls {
 
 struct HttpRequest {
   std::string method, path, body;
-  std::vector<std::string> captures;  // the pattern's groups
-  std::string identity;               // client certificate identity ("" without mTLS)
+  std::string name;      // a post() route: the path segment after its prefix
+  std::string identity;  // client certificate identity ("" without mTLS)
 };
 
 struct HttpResponse {
@@ -56,8 +55,9 @@ class HttpServer {
 
   // Routes are added before start().
   void get(const std::string& path, Handler h);
-  // `pattern` is a regular expression over the whole path; its groups become captures.
-  void post(const std::string& pattern, RequestHandler h);
+  // Paths of `prefix` + NAME, NAME one non-empty path segment (no '/'), which reaches the
+  // handler as HttpRequest::name.
+  void post(const std::string& prefix, RequestHandler h);
   // Binds host:port (port 0: any free port) and serves. Errors name the address (or the TLS
   // file that could not be loaded).
   Result<void> start(const std::string& address);
@@ -73,7 +73,7 @@ class HttpServer {
   unsigned threads_;
   std::string certPem_, keyPem_, caPem_;  // the daemon reads them from memory
   std::map<std::string, Handler> gets_;
-  std::vector<std::pair<std::regex, RequestHandler>> posts_;
+  std::vector<std::pair<std::string, RequestHandler>> posts_;  // prefix, handler
   MHD_Daemon* daemon_ = nullptr;
   int port_ = 0;
 };
