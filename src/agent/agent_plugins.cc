@@ -300,9 +300,8 @@ Result<api::LoadedModule> Agent::loadModule(const api::Caller& who, const std::s
                                    : "undoing the load failed too: " + undone.error().str()));
   }
   if (manifest->kind == wasm::ModuleKind::Function) {
-    for (const auto& f : functions())
-      if (f.name == manifest->name) return api::LoadedModule{infoOf(f), *replaced};
-    return fail(ErrorCode::Internal, "function deployed but not listed");
+    EW_TRY(f, functions_->info(manifest->name));
+    return api::LoadedModule{infoOf(*f), *replaced};
   }
   bus_->setStage([this](std::vector<pipeline::Event>& b) { runPlugins(b); });
   EW_TRY(st, plugins_->stats(manifest->name));

@@ -15,6 +15,10 @@ namespace {
 constexpr size_t kModuleCacheEntries = 32;
 constexpr auto kBusyWait = std::chrono::seconds(1);
 
+std::unexpected<Error> notDeployed(const std::string& name) {
+  return fail(ErrorCode::NotFound, fmt::format("function {} is not deployed", name));
+}
+
 }  // namespace
 
 struct FunctionRunner::Function {
@@ -29,6 +33,7 @@ struct FunctionRunner::Function {
   bool resetsInPlace = true;
   RateLimiter rate;
 
+  FunctionInfo info() const;
   void recordCall(std::chrono::steady_clock::duration d) {
     const uint64_t ns =
         static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
@@ -105,29 +110,37 @@ Result<void> FunctionRunner::deploy(const Manifest& m, std::span<const uint8_t> 
 
 Result<void> FunctionRunner::remove(const std::string& name) {
   std::lock_guard l(mu_);
-  if (!functions_.erase(name))
-    return fail(ErrorCode::NotFound, fmt::format("function {} is not deployed", name));
+  if (!functions_.erase(name)) return notDeployed(name);
   return {};
+}
+
+FunctionInfo FunctionRunner::Function::info() const {
+  FunctionInfo i;
+  i.name = manifest.name;
+  i.version = manifest.version;
+  i.limits = eff.limits;
+  i.invocations = invocations;
+  i.failures = failures;
+  i.rateLimited = rateLimited;
+  i.instancesLive = pool->stats().live;
+  for (size_t b = 0; b < kCallBucketCount; b++) i.callBuckets[b] = callBuckets[b];
+  i.callNsTotal = callNsTotal;
+  i.resetsInPlace = resetsInPlace;
+  return i;
 }
 
 std::vector<FunctionInfo> FunctionRunner::list() const {
   std::lock_guard l(mu_);
   std::vector<FunctionInfo> out;
-  for (const auto& [name, f] : functions_) {
-    FunctionInfo i;
-    i.name = name;
-    i.version = f->manifest.version;
-    i.limits = f->eff.limits;
-    i.invocations = f->invocations;
-    i.failures = f->failures;
-    i.rateLimited = f->rateLimited;
-    i.instancesLive = f->pool->stats().live;
-    for (size_t b = 0; b < kCallBucketCount; b++) i.callBuckets[b] = f->callBuckets[b];
-    i.callNsTotal = f->callNsTotal;
-    i.resetsInPlace = f->resetsInPlace;
-    out.push_back(std::move(i));
-  }
+  for (const auto& [name, f] : functions_) out.push_back(f->info());
   return out;
+}
+
+Result<FunctionInfo> FunctionRunner::info(const std::string& name) const {
+  std::lock_guard l(mu_);
+  auto it = functions_.find(name);
+  if (it == functions_.end()) return notDeployed(name);
+  return it->second->info();
 }
 
 Result<InvokeResult> FunctionRunner::invoke(const std::string& name, std::string input,
@@ -136,8 +149,7 @@ Result<InvokeResult> FunctionRunner::invoke(const std::string& name, std::string
   {
     std::lock_guard l(mu_);
     auto it = functions_.find(name);
-    if (it == functions_.end())
-      return fail(ErrorCode::NotFound, fmt::format("function {} is not deployed", name));
+    if (it == functions_.end()) return notDeployed(name);
     f = it->second;
   }
   if (!f->rate.take(f->eff.limits.callsPerSecond)) {

@@ -62,6 +62,7 @@ class FunctionRunner {
   Result<void> deploy(const Manifest& manifest, std::span<const uint8_t> wasm);
   Result<void> remove(const std::string& name);
   std::vector<FunctionInfo> list() const;
+  Result<FunctionInfo> info(const std::string& name) const;
 
   // Runs the function with `input` as stdin; `extraEnv` ("NAME=value") is added to the
   // manifest's environment for this call only (e.g. the caller's identity).
