@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "common/durable_file.h"
+#include "wasm/module_name.h"
 
 namespace edgeward::agent {
 namespace {
@@ -26,9 +27,7 @@ Result<void> checkKey(std::string_view kind, std::string_view name) {
   if (std::find(std::begin(kKinds), std::end(kKinds), kind) == std::end(kKinds))
     return fail(ErrorCode::InvalidArgument,
                 fmt::format("unknown module kind \"{}\" (expected plugin or function)", kind));
-  bool ok = !name.empty() && name.size() <= 63;
-  for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-');
-  if (!ok)
+  if (!wasm::validModuleName(name))
     return fail(ErrorCode::InvalidArgument,
                 fmt::format("\"{}\" is not a module name (lower-case letters, digits and '-', at "
                             "most 63)",

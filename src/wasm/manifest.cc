@@ -2,6 +2,7 @@
 
 #include <charconv>
 
+#include "wasm/module_name.h"
 #include "common/yaml_reader.h"
 #include "edgeward_event.h"
 
@@ -45,13 +46,6 @@ Result<uint64_t> parseUnit(std::string_view s,
   for (auto [name, mult] : units)
     names += fmt::format("{}{}", names.empty() ? "" : ", ", name.empty() ? "(none)" : name);
   return failf("{} has an unknown unit (expected one of {})", quoted(s), names);
-}
-
-bool validName(std::string_view n) {
-  if (n.empty() || n.size() > 63 || n.front() == '-' || n.back() == '-') return false;
-  for (char c : n)
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-  return true;
 }
 
 class ManifestParser : Reader {
@@ -112,7 +106,7 @@ class ManifestParser : Reader {
     }
     EW_TRY(name, required(*top, root, "", "name"));
     EW_TRY(nameText, nonEmpty(name->value, "name"));
-    if (!validName(*nameText))
+    if (!validModuleName(*nameText))
       return error(
           name->value, "name",
           fmt::format("{} is not a valid name (lower-case letters, digits and '-', at most 63)",
