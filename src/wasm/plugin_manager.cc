@@ -589,11 +589,12 @@ Verdict PluginManager::failed(Plugin& p, Version& v, const Error& e, Failure kin
   return policyVerdict(v.manifest.failure);
 }
 
-void PluginManager::schedule(Job job) {
+void PluginManager::schedule(Job job, bool answersPublish) {
   {
     std::lock_guard l(asyncMu_);
     job.seq = ++jobSeq_;
     jobs_.push(std::move(job));
+    if (answersPublish) publishing_--;  // with the push: waitIdle never sees neither
   }
   asyncCv_.notify_all();
 }
@@ -642,13 +643,7 @@ void PluginManager::publishDone(std::shared_ptr<Plugin> plugin, int32_t token, b
   j.plugin = std::move(plugin);
   j.token = token;
   j.status = ok ? kStatusOk : kStatusFailed;
-  {
-    std::lock_guard l(asyncMu_);
-    j.seq = ++jobSeq_;
-    jobs_.push(std::move(j));
-    publishing_--;
-  }
-  asyncCv_.notify_all();
+  schedule(std::move(j), /*answersPublish=*/true);
 }
 
 void PluginManager::complete(const Job& job, int32_t status) {

@@ -128,7 +128,8 @@ class PluginManager {
               std::optional<InstancePool::Lease>& lease, std::span<const uint8_t> data,
               std::vector<uint8_t>& replacement);
   Verdict failed(Plugin& p, Version& v, const Error& e, Failure kind);
-  void schedule(Job job);
+  // Queues a job; `answersPublish`: it completes a publish handed to the sink (publishing_).
+  void schedule(Job job, bool answersPublish = false);
   void asyncLoop();
   // The sink's answer to a publish: its completion is scheduled now.
   void publishDone(std::shared_ptr<Plugin> plugin, int32_t token, bool ok);
